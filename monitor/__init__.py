@@ -1,0 +1,1 @@
+"""pocwatch: IMAP polling, parsing, threading, storage and the daemon."""

@@ -1,0 +1,239 @@
+"""IMAP access, read-only: EXAMINE and BODY.PEEK only, never a flag, move or delete."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from monitor.errors import AuthError, SecretError, TransientMailboxError
+
+if TYPE_CHECKING:
+    from monitor.config import MailboxConfig
+
+log = logging.getLogger(__name__)
+
+HEADER_ITEM = "BODY.PEEK[HEADER]"
+SNIPPET_BYTES = 2048
+SNIPPET_ITEM = f"BODY.PEEK[TEXT]<0.{SNIPPET_BYTES}>"
+FETCH_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", HEADER_ITEM, SNIPPET_ITEM)
+HEADER_KEY = b"BODY[HEADER]"
+SNIPPET_KEY = b"BODY[TEXT]<0>"
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    """What EXAMINE told us about a folder."""
+
+    uidvalidity: int
+    uidnext: int | None
+    exists: int
+    highestmodseq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One FETCH response, untouched: parsing happens elsewhere."""
+
+    uid: int
+    flags: tuple[str, ...]
+    internal_date: datetime
+    size: int
+    header: bytes
+    snippet: bytes
+    gm_thrid: int | None
+    modseq: int | None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificate checks on, with the system CAs plus `ca_file` when given."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+def connect(mailbox: MailboxConfig) -> IMAPClient:
+    """The one seam to the server: a logged-in client for `mailbox`.
+
+    Errors come back as AuthError (credentials refused: retrying will not help) or
+    TransientMailboxError (network, TLS, server trouble).
+    """
+    ca_file = str(mailbox.ca_file) if mailbox.ca_file else None
+    timeout_s = mailbox.timeout.total_seconds()
+    try:
+        if mailbox.security == "tls":
+            client = IMAPClient(
+                mailbox.host,
+                port=mailbox.port,
+                ssl=True,
+                ssl_context=tls_context(ca_file),
+                timeout=timeout_s,
+            )
+        else:
+            client = IMAPClient(mailbox.host, port=mailbox.port, ssl=False, timeout=timeout_s)
+            if mailbox.security == "starttls":
+                client.starttls(tls_context(ca_file))
+    except ssl.SSLError as exc:
+        raise TransientMailboxError(mailbox.name, f"TLS failed: {_reason(exc)}") from exc
+    except (OSError, IMAPClientError) as exc:
+        raise TransientMailboxError(
+            mailbox.name, f"cannot connect to {mailbox.host}:{mailbox.port}: {_reason(exc)}"
+        ) from exc
+    client.normalise_times = False  # keep INTERNALDATE's zone: we store aware UTC
+    try:
+        secret = mailbox.secret()
+        if mailbox.auth_method == "xoauth2":
+            client.oauth2_login(mailbox.username, secret)
+        else:
+            client.login(mailbox.username, secret)
+    except SecretError as exc:
+        _close(client)
+        raise AuthError(mailbox.name, str(exc)) from exc
+    except LoginError as exc:
+        _close(client)
+        raise AuthError(mailbox.name, f"login refused for {mailbox.username}") from exc
+    except (OSError, IMAPClientError) as exc:
+        _close(client)
+        raise TransientMailboxError(mailbox.name, f"login failed: {_reason(exc)}") from exc
+    return client
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed ({exc.verify_message})"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except (OSError, IMAPClientError):
+        try:
+            client.shutdown()
+        except (OSError, IMAPClientError):
+            pass
+
+
+class MailboxReader:
+    """A read-only view of one logged-in mailbox."""
+
+    def __init__(self, name: str, client: IMAPClient) -> None:
+        self.name = name
+        self.client = client
+        capabilities = {c.upper() for c in client.capabilities()}
+        self.condstore = b"CONDSTORE" in capabilities
+        self.gmail = b"X-GM-EXT-1" in capabilities
+        if self.condstore:
+            try:
+                client.enable("CONDSTORE")
+            except IMAPClientError:
+                self.condstore = False
+        self.fetch_items = (*FETCH_ITEMS, "X-GM-THRID") if self.gmail else FETCH_ITEMS
+
+    def close(self) -> None:
+        _close(self.client)
+
+    def __enter__(self) -> MailboxReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def examine(self, folder: str) -> FolderStatus:
+        """Open `folder` read-only (EXAMINE): nothing we do afterwards can change it."""
+        try:
+            info = self.client.select_folder(folder, readonly=True)
+        except IMAPClientError as exc:
+            raise TransientMailboxError(
+                self.name, f"cannot open folder {folder!r}: {_reason(exc)}"
+            ) from exc
+        return FolderStatus(
+            uidvalidity=int(info[b"UIDVALIDITY"]),
+            uidnext=_int_or_none(info.get(b"UIDNEXT")),
+            exists=int(info.get(b"EXISTS", 0)),
+            highestmodseq=_int_or_none(info.get(b"HIGHESTMODSEQ")) if self.condstore else None,
+        )
+
+    def uids_since(self, day: date) -> list[int]:
+        """UIDs whose INTERNALDATE falls on or after `day` (IMAP SEARCH SINCE)."""
+        return sorted(int(u) for u in self._search(["SINCE", day]))
+
+    def uids_after(self, uid: int) -> list[int]:
+        # "n:*" always matches the last message, even when its UID is below n: filter.
+        return sorted(int(u) for u in self._search(["UID", f"{uid + 1}:*"]) if int(u) > uid)
+
+    def uids_changed_since(self, modseq: int) -> list[int]:
+        return sorted(int(u) for u in self._search(["MODSEQ", str(modseq + 1)]))
+
+    def answered_uids(self) -> list[int]:
+        return sorted(int(u) for u in self._search(["ANSWERED"]))
+
+    def _search(self, criteria: list[Any]) -> list[int]:
+        try:
+            return list(self.client.search(criteria))
+        except IMAPClientError as exc:
+            raise TransientMailboxError(self.name, f"search failed: {_reason(exc)}") from exc
+
+    def fetch(self, uids: Sequence[int]) -> Iterator[RawMessage]:
+        """Headers, a bounded snippet, INTERNALDATE, FLAGS and size for `uids` (BODY.PEEK)."""
+        try:
+            response = self.client.fetch(list(uids), list(self.fetch_items))
+        except IMAPClientError as exc:
+            raise TransientMailboxError(self.name, f"fetch failed: {_reason(exc)}") from exc
+        for uid in sorted(response):
+            data = response[uid]
+            when = data.get(b"INTERNALDATE")
+            if not isinstance(when, datetime):
+                when = datetime.now(UTC)  # a server that omits it: better late than lost
+            elif when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            yield RawMessage(
+                uid=int(uid),
+                flags=tuple(_text(f) for f in data.get(b"FLAGS", ())),
+                internal_date=when.astimezone(UTC),
+                size=int(data.get(b"RFC822.SIZE", 0) or 0),
+                header=bytes(data.get(HEADER_KEY) or b""),
+                snippet=bytes(data.get(SNIPPET_KEY) or b""),
+                gm_thrid=_int_or_none(data.get(b"X-GM-THRID")),
+                modseq=_first_int(data.get(b"MODSEQ")),
+            )
+
+    def flags(self, uids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        if not uids:
+            return {}
+        try:
+            response = self.client.fetch(list(uids), ["UID", "FLAGS"])
+        except IMAPClientError as exc:
+            raise TransientMailboxError(self.name, f"fetch failed: {_reason(exc)}") from exc
+        return {
+            int(uid): tuple(_text(f) for f in data.get(b"FLAGS", ()))
+            for uid, data in response.items()
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _first_int(value: Any) -> int | None:
+    if isinstance(value, tuple | list):
+        return _int_or_none(value[0]) if value else None
+    return _int_or_none(value)

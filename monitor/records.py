@@ -1,0 +1,114 @@
+"""Frozen domain types shared by parsing, threading, storage and the rules."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Automatic(enum.StrEnum):
+    """Why a message counts as automatic mail (it never acknowledges, conflicts or starts a clock)."""
+
+    AUTO_REPLY = "auto_reply"  # RFC 3834 auto-replies and other robots answering
+    OUT_OF_OFFICE = "out_of_office"  # vacation / OOO notices (marks an internal owner absent)
+    BOUNCE = "bounce"  # delivery status notifications, multipart/report, MAILER-DAEMON
+    LIST = "list"  # mailing-list traffic (List-Id, Precedence: list)
+    BULK = "bulk"  # Precedence: bulk / junk and other bulk senders
+
+
+class Direction(enum.StrEnum):
+    """Where a message goes, relative to us (product.md: inbound / outbound / internal-only)."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One email as read from its headers (and a short text snippet).
+
+    Addresses are lowercased bare addr-specs. Times are aware UTC datetimes. Message-IDs keep
+    their angle brackets. Nothing here depends on the configuration: direction and internal /
+    external are decided later, against the config in force.
+    """
+
+    message_id: str
+    subject: str
+    from_addr: str | None
+    internal_date: datetime
+    time: datetime  # message time: Date header, or INTERNALDATE when Date is unusable
+    date_header: datetime | None = None
+    from_name: str = ""
+    sender_addr: str | None = None
+    to_addrs: tuple[str, ...] = ()
+    cc_addrs: tuple[str, ...] = ()
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    thread_index_root: str | None = None  # hex of the first 22 bytes of Thread-Index
+    gm_thrid: int | None = None
+    automatic: Automatic | None = None
+    synthetic_id: bool = False  # message_id was made up by us (missing or duplicate)
+    snippet: str = ""
+    size: int = 0
+    defects: tuple[str, ...] = ()
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """Every address in From, Sender, To and Cc, once each, in that order."""
+        seen: dict[str, None] = {}
+        for addr in (self.from_addr, self.sender_addr, *self.to_addrs, *self.cc_addrs):
+            if addr:
+                seen.setdefault(addr, None)
+        return tuple(seen)
+
+    @property
+    def has_reference_headers(self) -> bool:
+        return bool(self.in_reply_to or self.references)
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A conversation: its root Message-ID and its stored messages in message-time order."""
+
+    thread_id: str
+    message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """What we remember of one watched folder between passes."""
+
+    mailbox: str
+    folder: str
+    uidvalidity: int | None = None
+    uidnext: int | None = None
+    highestmodseq: int | None = None
+    last_seen_uid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    """A message as one folder holds it: where it is, its flags, and what was parsed."""
+
+    mailbox: str
+    folder: str
+    uid: int
+    flags: tuple[str, ...]
+    record: MessageRecord
+    modseq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSummary:
+    """What one pass over one mailbox did."""
+
+    mailbox: str
+    fetched: int = 0
+    new_messages: int = 0
+    duplicates: int = 0
+    defects: int = 0
+    flag_changes: int = 0
+    error: str | None = None
+    gaps: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,1 @@
+"""Storage: models, migrations and the repositories that map rows to records."""

@@ -1,0 +1,157 @@
+"""SQLAlchemy models: the only place that knows the shape of the tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type: values are stored as naive UTC and given their zone back on
+    the way out, so the rest of the code only ever sees aware UTC.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # pragma: no cover - SQLite without detect_types
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class FolderRow(Base):
+    """Sync state of one watched folder of one mailbox."""
+
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("mailbox", "name", name="uq_folders_mailbox_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(500))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uidnext: Mapped[int | None] = mapped_column(BigInteger)
+    highestmodseq: Mapped[int | None] = mapped_column(BigInteger)
+    exists_count: Mapped[int | None] = mapped_column(Integer)
+    last_seen_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessageRow(Base):
+    """One email, however many folders hold it (keyed by Message-ID)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(1000), unique=True)
+    synthetic_id: Mapped[bool] = mapped_column(Boolean, default=False)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    base_subject: Mapped[str] = mapped_column(String(500), default="", index=True)
+    from_addr: Mapped[str | None] = mapped_column(String(320))
+    from_name: Mapped[str] = mapped_column(Text, default="")
+    sender_addr: Mapped[str | None] = mapped_column(String(320))
+    to_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    date_header: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    internal_date: Mapped[datetime] = mapped_column(UTCDateTime)
+    time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    in_reply_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    thread_index_root: Mapped[str | None] = mapped_column(String(64), index=True)
+    gm_thrid: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    automatic: Mapped[str | None] = mapped_column(String(20))
+    snippet: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    defects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    thread_id: Mapped[str | None] = mapped_column(String(1000), index=True)
+
+
+class MessageRefRow(Base):
+    """A Message-ID named by a message's References / In-Reply-To (for reverse lookups)."""
+
+    __tablename__ = "message_refs"
+
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    ref_id: Mapped[str] = mapped_column(String(1000), primary_key=True, index=True)
+
+
+class ParticipantRow(Base):
+    """An address on a message, by role (from, sender, to, cc)."""
+
+    __tablename__ = "participants"
+
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(320), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(10), primary_key=True)
+
+
+class LocationRow(Base):
+    """Where a message sits on the server: folder + UID, with its flags."""
+
+    __tablename__ = "locations"
+
+    folder_pk: Mapped[int] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True
+    )
+    uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answered: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ThreadRow(Base):
+    """A conversation, as last computed by threading (rebuilt when its messages change)."""
+
+    __tablename__ = "threads"
+
+    thread_id: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    message_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,328 @@
+"""One sync pass: fetch new mail from every folder, parse, store, thread, reconcile."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from monitor.classify import InternalPolicy
+from monitor.config import Config, MailboxConfig
+from monitor.errors import AuthError, MailboxError, TransientMailboxError
+from monitor.imap import FolderStatus, MailboxReader, RawMessage, connect
+from monitor.parsing import parse_headers
+from monitor.records import FetchedMessage
+from monitor.storage.messages import MessageStore
+
+log = logging.getLogger(__name__)
+
+Connector = Callable[[MailboxConfig], object]
+Progress = Callable[[str, str, int, int], None]  # mailbox, folder, done, total
+
+
+@dataclass
+class FolderResult:
+    """What a pass did in one folder."""
+
+    folder: str
+    fetched: int = 0
+    new_messages: int = 0
+    duplicates: int = 0
+    renamed: int = 0
+    defects: int = 0
+    flag_changes: int = 0
+    gap: int = 0  # messages the server has in the window that the store lacked
+
+
+@dataclass
+class MailboxResult:
+    """What a pass did in one mailbox; `error` is set when it could not be read."""
+
+    mailbox: str
+    folders: list[FolderResult] = field(default_factory=list)
+    error: str | None = None
+    auth_failed: bool = False
+
+    def total(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.folders)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    batch_size: int = 500
+    attempts: int = 3
+    backoff_s: float = 0.5
+
+
+def sync_all(
+    config: Config,
+    store: MessageStore,
+    *,
+    now: datetime,
+    mailboxes: Sequence[str] | None = None,
+    connector: Connector = connect,
+    progress: Progress | None = None,
+    options: SyncOptions | None = None,
+) -> list[MailboxResult]:
+    """One incremental pass over every mailbox (or the named ones); failures are isolated."""
+    policy = internal_policy(config)
+    chosen = [m for m in config.mailboxes if mailboxes is None or m.name in mailboxes]
+    results = []
+    for mailbox in chosen:
+        result = sync_mailbox(
+            mailbox,
+            store,
+            policy=policy,
+            backfill=config.monitor.backfill,
+            now=now,
+            connector=connector,
+            progress=progress,
+            options=options or SyncOptions(),
+        )
+        results.append(result)
+    return results
+
+
+def internal_policy(config: Config) -> InternalPolicy:
+    return InternalPolicy(
+        domains=tuple(config.monitor.internal_domains),
+        addresses=tuple(config.monitor.internal_addresses),
+    )
+
+
+def sync_mailbox(
+    mailbox: MailboxConfig,
+    store: MessageStore,
+    *,
+    policy: InternalPolicy,
+    backfill: timedelta,
+    now: datetime,
+    connector: Connector = connect,
+    progress: Progress | None = None,
+    options: SyncOptions | None = None,
+) -> MailboxResult:
+    """Sync one mailbox, reconnecting with backoff on transient errors.
+
+    Each attempt resumes from what the store already holds, so a retry (or a pass killed and
+    run again) fetches only what is missing.
+    """
+    options = options or SyncOptions()
+    result = MailboxResult(mailbox.name)
+    for attempt in range(1, options.attempts + 1):
+        try:
+            client = connector(mailbox)
+            with MailboxReader(mailbox.name, client) as reader:  # type: ignore[arg-type]
+                result.folders = [
+                    _sync_folder(
+                        reader,
+                        folder,
+                        store,
+                        policy=policy,
+                        backfill=backfill,
+                        now=now,
+                        progress=progress,
+                        batch_size=options.batch_size,
+                    )
+                    for folder in mailbox.folders
+                ]
+            result.error = None
+            return result
+        except AuthError as exc:
+            result.error, result.auth_failed = str(exc), True
+            break
+        except TransientMailboxError as exc:
+            result.error = str(exc)
+            log.warning("%s (attempt %d of %d)", exc, attempt, options.attempts)
+        except MailboxError as exc:  # pragma: no cover - every MailboxError is one of the above
+            result.error = str(exc)
+            break
+        if attempt < options.attempts:
+            time.sleep(options.backoff_s * 2 ** (attempt - 1))
+    log.error("%s", result.error)
+    return result
+
+
+def _sync_folder(
+    reader: MailboxReader,
+    folder: str,
+    store: MessageStore,
+    *,
+    policy: InternalPolicy,
+    backfill: timedelta,
+    now: datetime,
+    progress: Progress | None,
+    batch_size: int,
+) -> FolderResult:
+    result = FolderResult(folder)
+    status = reader.examine(folder)
+    state = store.folder_state(reader.name, folder)
+    window_start = now - backfill
+    if state.uidvalidity != status.uidvalidity:
+        if state.uidvalidity is not None:
+            log.warning(
+                "%s/%s: UIDVALIDITY changed (%s -> %s): resyncing the folder",
+                reader.name,
+                folder,
+                state.uidvalidity,
+                status.uidvalidity,
+            )
+        store.reset_folder(reader.name, folder, status.uidvalidity, window_start)
+        state = store.folder_state(reader.name, folder)
+    window_start = store.folder_window_start(reader.name, folder) or window_start
+    first_pass = state.uidnext is None  # the backfill has not completed yet
+    unchanged = (
+        not first_pass
+        and status.uidnext == state.uidnext
+        and status.exists == store.folder_exists_count(reader.name, folder)
+    )
+    if not unchanged:
+        if first_pass:
+            uids = [u for u in reader.uids_since(window_start.date()) if u > state.last_seen_uid]
+        else:
+            uids = reader.uids_after(state.last_seen_uid)
+        _ingest(reader, folder, uids, store, policy, result, progress, batch_size)
+    result.flag_changes = _refresh_flags(reader, folder, store, state.highestmodseq, status)
+    if not unchanged:
+        result.gap = _reconcile(reader, folder, store, window_start, policy, result, batch_size)
+    store.mark_folder_synced(
+        reader.name,
+        folder,
+        uidnext=status.uidnext,
+        highestmodseq=status.highestmodseq,
+        exists_count=status.exists,
+        at=now,
+    )
+    return result
+
+
+def _ingest(
+    reader: MailboxReader,
+    folder: str,
+    uids: Sequence[int],
+    store: MessageStore,
+    policy: InternalPolicy,
+    result: FolderResult,
+    progress: Progress | None,
+    batch_size: int,
+) -> None:
+    """Fetch in batches while the previous batch is parsed and stored (overlapped I/O)."""
+    total, done = len(uids), 0
+    for batch in _prefetched(reader, uids, batch_size):
+        fetched = [_parsed(reader.name, folder, raw) for raw in batch]
+        stored = store.store_batch(
+            reader.name, folder, fetched, last_seen_uid=max(raw.uid for raw in batch)
+        )
+        store.assign_threads(lambda addr: not policy.is_internal(addr))
+        result.fetched += len(batch)
+        result.new_messages += stored.new_messages
+        result.duplicates += stored.duplicates
+        result.renamed += stored.renamed
+        result.defects += stored.defects
+        done += len(batch)
+        if progress:
+            progress(reader.name, folder, done, total)
+
+
+def _parsed(mailbox: str, folder: str, raw: RawMessage) -> FetchedMessage:
+    record = parse_headers(
+        raw.header,
+        internal_date=raw.internal_date,
+        size=raw.size,
+        snippet_bytes=raw.snippet,
+        gm_thrid=raw.gm_thrid,
+    )
+    return FetchedMessage(
+        mailbox=mailbox,
+        folder=folder,
+        uid=raw.uid,
+        flags=raw.flags,
+        record=record,
+        modseq=raw.modseq,
+    )
+
+
+def _prefetched(
+    reader: MailboxReader, uids: Sequence[int], batch_size: int
+) -> Iterator[list[RawMessage]]:
+    """Yield fetched batches; the next one is fetched on a worker thread meanwhile.
+
+    The IMAP connection is used by that one thread only while this generator runs.
+    """
+    batches = [list(uids[i : i + batch_size]) for i in range(0, len(uids), batch_size)]
+    if not batches:
+        return
+    slots: queue.Queue[list[RawMessage] | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                slots.put(list(reader.fetch(batch)))
+            slots.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            slots.put(exc)
+
+    thread = threading.Thread(target=worker, name=f"fetch-{reader.name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if item:
+                yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                slots.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+def _refresh_flags(
+    reader: MailboxReader,
+    folder: str,
+    store: MessageStore,
+    known_modseq: int | None,
+    status: FolderStatus,
+) -> int:
+    """Catch \\Answered set by a client we cannot see (CONDSTORE when the server has it)."""
+    if reader.condstore and status.highestmodseq is not None:
+        if known_modseq is None or status.highestmodseq == known_modseq:
+            return 0
+        changed = reader.uids_changed_since(known_modseq)
+        return store.update_flags(reader.name, folder, reader.flags(changed))
+    return store.update_flags(reader.name, folder, reader.flags(reader.answered_uids()))
+
+
+def _reconcile(
+    reader: MailboxReader,
+    folder: str,
+    store: MessageStore,
+    window_start: datetime,
+    policy: InternalPolicy,
+    result: FolderResult,
+    batch_size: int,
+) -> int:
+    """Compare the server's messages in the window with what is stored; fetch any gap."""
+    on_server = set(reader.uids_since(window_start.date()))
+    missing = sorted(on_server - store.folder_uids(reader.name, folder))
+    if missing:
+        log.warning(
+            "%s/%s: %d message(s) on the server were not stored; fetching them",
+            reader.name,
+            folder,
+            len(missing),
+        )
+        _ingest(reader, folder, missing, store, policy, result, None, batch_size)
+    return len(missing)

@@ -1,0 +1,1 @@
+"""Digests and reports sent over SMTP."""

@@ -1,0 +1,1 @@
+"""Account matching and the ownership rules."""

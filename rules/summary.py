@@ -1,0 +1,72 @@
+"""What a thread looks like from our side: its account, last inbound/outbound, whether it waits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.classify import InternalPolicy, direction
+from monitor.records import Direction, MessageRecord
+from rules.accounts import AccountLike, match_account
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    """The fields of `pocwatch threads` (product.md)."""
+
+    thread_id: str
+    subject: str
+    account: str | None
+    owner: str | None
+    backup: str | None
+    message_ids: tuple[str, ...]
+    last_inbound_at: datetime | None
+    last_outbound_at: datetime | None
+    awaiting_reply: bool
+
+
+def summarize(
+    thread_id: str,
+    subject: str,
+    messages: Sequence[MessageRecord],
+    *,
+    policy: InternalPolicy,
+    accounts: Sequence[AccountLike],
+    answered: frozenset[str] = frozenset(),
+    arrived_in: Mapping[str, frozenset[str]] | None = None,
+) -> ThreadSummary:
+    """Summarise one thread (messages in message-time order) against the config in force.
+
+    A thread awaits a reply while some inbound, non-automatic message has no later outbound,
+    non-automatic message and no \\Answered flag.
+    """
+    last_inbound = last_outbound = None
+    waiting = False
+    for message in messages:
+        if message.automatic is not None:
+            continue
+        way = direction(message, policy)
+        if way is Direction.INBOUND:
+            last_inbound = message.time
+            waiting = waiting or message.message_id not in answered
+        elif way is Direction.OUTBOUND:
+            last_outbound = message.time
+            waiting = False
+    account = match_account(
+        messages,
+        accounts,
+        is_external=lambda addr: not policy.is_internal(addr),
+        arrived_in=arrived_in,
+    )
+    return ThreadSummary(
+        thread_id=thread_id,
+        subject=subject,
+        account=account.name if account else None,
+        owner=getattr(account, "owner", None) if account else None,
+        backup=getattr(account, "backup", None) if account else None,
+        message_ids=tuple(m.message_id for m in messages),
+        last_inbound_at=last_inbound,
+        last_outbound_at=last_outbound,
+        awaiting_reply=waiting,
+    )
