@@ -102,11 +102,14 @@ def run_sync(config: Config, mailboxes: list[str] | None, out: TextIO) -> int:
     for name in mailboxes or ():
         if name not in known:
             raise UsageError(f"unknown mailbox {name!r} (known: {', '.join(sorted(known))})")
-    store = MessageStore(open_database(config.monitor.database))
     progress = _ProgressBar(sys.stderr) if out.isatty() else None
-    results = sync_all(config, store, now=datetime.now(UTC), mailboxes=mailboxes, progress=progress)
-    if progress:
-        progress.finish()
+    with MessageStore(open_database(config.monitor.database)) as store:
+        results = sync_all(
+            config, store, now=datetime.now(UTC), mailboxes=mailboxes, progress=progress
+        )
+        if progress:
+            progress.finish()
+        summary = _summary_line(results, store)
     for result in results:
         if result.error:
             print(f"pocwatch: {result.error}", file=sys.stderr)
@@ -117,7 +120,7 @@ def run_sync(config: Config, mailboxes: list[str] | None, out: TextIO) -> int:
                     "missing from the store were found and fetched",
                     file=sys.stderr,
                 )
-    print(_summary_line(results, store), file=out)
+    print(summary, file=out)
     return EXIT_FAILURE if any(r.error for r in results) else EXIT_OK
 
 
@@ -183,10 +186,10 @@ def thread_summaries(config: Config, store: MessageStore) -> list[ThreadSummary]
 def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> int:
     if account is not None and account not in {a.name for a in config.accounts}:
         raise UsageError(f"unknown account {account!r}")
-    store = MessageStore(open_database(config.monitor.database))
-    summaries = [
-        s for s in thread_summaries(config, store) if account is None or s.account == account
-    ]
+    with MessageStore(open_database(config.monitor.database)) as store:
+        summaries = [
+            s for s in thread_summaries(config, store) if account is None or s.account == account
+        ]
     if fmt == "json":
         json.dump([_thread_json(s) for s in summaries], out, indent=2)
         out.write("\n")

@@ -122,10 +122,8 @@ def _business_duration(value: object) -> timedelta:
     return parsed
 
 
-_EMAIL = re.compile(
-    r"[^\s@<>(),;:\"\[\]\\]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
-)
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+_EMAIL = re.compile(r"[^\s@<>(),;:\"\[\]\\]+@" + _DOMAIN.pattern)
 
 
 def _email(value: object) -> str:

@@ -159,9 +159,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def _fold(text: str) -> str:
     """Collapse whitespace runs and drop control characters (NUL would break PostgreSQL)."""
-    if not text.isprintable():
-        text = _CONTROL.sub("", text)
-    return _WS.sub(" ", text).strip()
+    folded = " ".join(text.split())
+    if not folded.isprintable():
+        folded = _CONTROL.sub("", folded)
+    return folded
 
 
 # ---------------------------------------------------------------- RFC 2047
@@ -258,6 +259,8 @@ _ADDR_TOKEN = re.compile(
     r'"(?:[^"\\]|\\.)*(?:"|$)|\((?:[^()\\]|\\.)*(?:\)|$)|<[^<>]*(?:>|$)|,|[^",(<]+', re.DOTALL
 )
 _SIMPLE_ADDR = re.compile(r"[^\s\"(),:;<>@]+@[^\s\"(),:;<>@]+")
+_NAME_ANGLE = re.compile(r"([^<>@]*?)\s*<([^\s<>@]*@[^\s<>@]*)>")
+_NEEDS_TOKENIZER = re.compile(r'["(:;\\]')
 
 
 def _entry(tokens: list[str], out: list[tuple[str, str]]) -> None:
@@ -318,9 +321,20 @@ def _addresses(values: Sequence[str]) -> list[tuple[str, str]]:
     """
     out: list[tuple[str, str]] = []
     for value in values:
-        stripped = value.strip()
-        if _SIMPLE_ADDR.fullmatch(stripped):
-            out.append(("", stripped))
+        if not _NEEDS_TOKENIZER.search(value):
+            # The common shapes, "a@b" and "Name <a@b>", comma-separated: no tokenizer needed.
+            for entry in value.split(","):
+                entry = entry.strip()
+                if not entry:
+                    continue
+                if _SIMPLE_ADDR.fullmatch(entry):
+                    out.append(("", entry))
+                    continue
+                match = _NAME_ANGLE.fullmatch(entry)
+                if match:
+                    out.append((match.group(1), match.group(2)))
+                else:
+                    _entry([m.group() for m in _ADDR_TOKEN.finditer(entry)], out)
             continue
         tokens: list[str] = []
         for match in _ADDR_TOKEN.finditer(value):
@@ -411,12 +425,14 @@ def _dedupe(ids: Sequence[str]) -> tuple[str, ...]:
 
 
 def synthetic_message_id(record: MessageRecord) -> str:
-    """A stable made-up Message-ID from what identifies the message, so the same message seen in
-    two folders (or parsed twice) gets the same one."""
+    """A stable made-up Message-ID from what identifies the message (From, Subject, Date or else
+    INTERNALDATE, size), so the same message seen in two folders gets the same one."""
     when = record.date_header if record.date_header is not None else record.internal_date
-    key = "\x1f".join(
-        (record.from_addr or "", record.subject, when.astimezone(UTC).isoformat(), str(record.size))
-    )
+    return _synthetic_id(record.from_addr, record.subject, when, record.size)
+
+
+def _synthetic_id(from_addr: str | None, subject: str, when: datetime, size: int) -> str:
+    key = "\x1f".join((from_addr or "", subject, when.astimezone(UTC).isoformat(), str(size)))
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"<{digest}@{SYNTHETIC_DOMAIN}>"
 
@@ -433,7 +449,33 @@ def _utc(value: datetime) -> datetime:
 _OBS_TIME = re.compile(r"\s*:\s*")
 
 
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
+# The shape nearly every mailer writes: "[Thu, ]29 Apr 2005 23:34:45 +0900[ (JST)]".
+_COMMON_DATE = re.compile(
+    r"(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
+    r"\s+([+-])(\d{2})(\d{2})(?:\s*\([^()]*\))?\s*"
+)
+
+
 def _parse_date(value: str) -> datetime | None:
+    match = _COMMON_DATE.fullmatch(value)
+    if match:
+        day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
+        month_number = _MONTHS.get(month.lower())
+        if month_number is not None:
+            try:
+                offset = timedelta(hours=int(off_h), minutes=int(off_m))
+                local = datetime(
+                    int(year), month_number, int(day), int(hour), int(minute), int(second or 0)
+                )
+                return (local - offset if sign == "+" else local + offset).replace(tzinfo=UTC)
+            except (ValueError, OverflowError):
+                pass
     try:
         return _utc(parsedate_to_datetime(value))
     except (TypeError, ValueError, OverflowError, IndexError):
@@ -666,59 +708,64 @@ def _snippet(
     cut = _QUOTE_CUT.search(text)
     if cut and cut.start() > 0:
         text = text[: cut.start()]
+    text = text[: SNIPPET_CHARS * 8]  # enough to fill the snippet after dropping quotes
     if ">" in text:
         text = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(">"))
-    return _fold(text)[:SNIPPET_CHARS].rstrip()
+    return _fold(text[: SNIPPET_CHARS * 4])[:SNIPPET_CHARS].rstrip()
 
 
 # ---------------------------------------------------------------- automatic mail
 
-_SUBJECT_TAGS = re.compile(r"^(?:\s*\[[^\]]{0,60}\])*\s*")
-# A signal phrase must end the subject, or be followed by punctuation or a word that continues
-# an absence notice ("until", "bis", a date): "Away until May 5" is a notice, "Away match
-# tickets" is not.
+_SUBJECT_TAGS = re.compile(r"(?:\s*\[[^\]]{0,60}\])+\s*")
+# After a phrase: the end, punctuation, or a word that carries an absence notice on.
 _TAIL = (
     r"(?=\s*$|\s*[:\-–—(\[|/,;!.*]|\s+(?:until|till|til|through|thru|from|on|re\b|bis|ab|vom|"
-    r"jusqu|du|hasta|desde|hasta|fino|dal|tot|t/m|van|från|fra|do|od|\d|auto-?reply|autoreply|"
+    r"jusqu|du|hasta|desde|fino|dal|tot|t/m|van|från|fra|do|od|\d|auto-?reply|autoreply|"
     r"auto reply|automatic reply))"
 )
-_OOO_SUBJECT = re.compile(
-    r"(?:out of (?:the )?office(?!\s+hours)|ooo|oof|automatic reply|auto[- ]?reply|"
-    r"away|away from (?:the |my )?(?:office|desk|e-?mail|work|keyboard)|"
+# Phrases that are out-of-office notices on their own (Exchange's localised "Automatic reply"
+# prefixes among them).
+_OOO_PHRASES = (
+    r"out of (?:the )?office(?!\s+hours)|automatic reply|auto[- ]?reply|"
+    r"away from (?:the |my )?(?:office|desk|e-?mail|work|keyboard)|"
     r"(?:i am|i'm|currently) (?:currently )?"
     r"(?:away|out of (?:the )?office|on (?:vacation|holiday|leave))|"
     r"on (?:vacation|holidays?|leave|annual leave|parental leave|maternity leave|sick leave)|"
-    r"vacation|vacation (?:reply|notice|response|auto-?reply)|absent|absence|annual leave|"
-    r"abwesenheitsnotiz|abwesenheit|abwesend|automatische antwort|nicht im b(?:ü|ue)ro|"
-    r"au(?:ß|ss)er haus|urlaub|"
-    r"r[ée]ponse automatique|absente?(?: du bureau)?|absence du bureau|message d'absence|"
-    r"en cong[ée]s?|"
-    r"risposta automatica|fuori (?:ufficio|sede)|assente|"
-    r"respuesta autom[aá]tica|fuera de(?: la)? oficina|ausente|"
+    r"vacation (?:reply|notice|response|auto-?reply)|"
+    r"abwesenheitsnotiz|automatische antwort|nicht im b(?:ü|ue)ro|au(?:ß|ss)er haus|"
+    r"r[ée]ponse automatique|absente? du bureau|absence du bureau|message d'absence|"
+    r"risposta automatica|fuori (?:ufficio|sede)|"
+    r"respuesta autom[aá]tica|fuera de(?: la)? oficina|"
     r"resposta autom[aá]tica|fora do escrit[oó]rio|"
-    r"automatisch antwoord|afwezig|afwezigheid|afwezigheidsmelding|niet op kantoor|"
-    r"fr[aå]nvaro|fr[aå]nvarande|autosvar|automatiskt? svar|frav(?:æ|ae)r(?:ende)?|"
-    r"automaattinen vastaus|poissa|"
-    r"automatyczna odpowied(?:ź|z)|poza biurem|nieobecno(?:ść|sc)|"
+    r"automatisch antwoord|afwezigheidsmelding|niet op kantoor|"
+    r"fr[aå]nvaro|autosvar|automatiskt? svar|"
+    r"automaattinen vastaus|"
+    r"automatyczna odpowied(?:ź|z)|poza biurem|"
     r"automatick(?:á|a) odpov(?:ěď|ed)|mimo kancel(?:ář|ar)|"
     r"automatikus v(?:á|a)lasz|h(?:á|a)zon k(?:í|i)v(?:ü|u)l|"
     r"otomatik (?:yan(?:ı|i)t|cevap)|ofis d(?:ı|i)(?:ş|s)(?:ı|i)nda|"
     r"r(?:ă|a)spuns automat|"
     r"автоматический ответ|вне офиса|нет на месте|в отпуске|"
-    r"αυτόματη απάντηση|εκτός γραφείου)" + _TAIL,
-    re.IGNORECASE,
+    r"αυτόματη απάντηση|εκτός γραφείου"
 )
 # Scripts without spaces between words: the phrase itself is specific enough.
-_OOO_SUBJECT_CJK = re.compile(
-    r"自动回复|自動回覆|自動回复|自動応答|自動返信|不在通知|休暇中|부재중|자동 응답"
+_OOO_CJK = r"自动回复|自動回覆|自動回复|自動応答|自動返信|不在通知|休暇中|부재중|자동 응답"
+# Single words that are also ordinary subjects ("Absence", "Away match tickets"): an absence
+# notice only with a date-like continuation, or in mail a robot sent anyway.
+_OOO_WORDS = (
+    r"away|absent|absence|vacation|ooo|oof|abwesend|abwesenheit|urlaub|absente?|en cong[ée]s?|"
+    r"assente|ausente|afwezig|afwezigheid|frånvarande|frav(?:æ|ae)r(?:ende)?|poissa|"
+    r"nieobecno(?:ść|sc)"
 )
-_AUTO_REPLY_SUBJECT = re.compile(
-    r"(?:auto[- ]?respon(?:se|der|s)?|automatic response|automated (?:response|reply)|"
-    r"autoresponder)" + _TAIL,
-    re.IGNORECASE,
+_OOO_WORDS_DATED = (
+    r"\s*[:\-–—(,]?\s*(?:until|till|til|through|thru|bis|jusqu|hasta|fino|tot|t/m|returning|"
+    r"back on|zurück am)\b"
 )
-_BOUNCE_SUBJECT = re.compile(
-    r"(?:undelivered mail returned to sender|undeliverable(?: mail| message)?\s*(?::|$)|"
+_AUTO_REPLY_PHRASES = (
+    r"auto[- ]?respon(?:se|der|s)?|automatic response|automated (?:response|reply)|autoresponder"
+)
+_BOUNCE_PHRASES = (
+    r"undelivered mail returned to sender|undeliverable(?: mail| message)?\s*(?::|$)|"
     r"delivery status notification|mail delivery (?:failed|failure|system)|"
     r"delivery (?:failure|failed)\b|returned mail\s*:|failure notice\b|"
     r"mail system error - returned mail|message delivery has failed|"
@@ -727,7 +774,14 @@ _BOUNCE_SUBJECT = re.compile(
     r"(?:warning|delayed mail|delivery delayed)\s*:?\s*(?:could not send|\(still being retried\))|"
     r"delivery notification:\s*delivery has failed|undeliverable mail|"
     r"メールエラー通知|メッセージを配信できません|配信エラー|配送エラー|"
-    r"недоставленное сообщение|ваше сообщение не доставлено)",
+    r"недоставленное сообщение|ваше сообщение не доставлено"
+)
+# One anchored match classifies a subject; the group that matched names the signal.
+_SUBJECT_SIGNAL = re.compile(
+    rf"(?P<ooo>(?:{_OOO_PHRASES}){_TAIL}|{_OOO_CJK})"
+    rf"|(?P<auto>(?:{_AUTO_REPLY_PHRASES}){_TAIL})"
+    rf"|(?P<bounce>{_BOUNCE_PHRASES})"
+    rf"|(?P<word>(?:{_OOO_WORDS})(?:(?P<dated>{_OOO_WORDS_DATED})|{_TAIL}|\b))",
     re.IGNORECASE,
 )
 _BOUNCE_LOCALPARTS = frozenset(
@@ -739,14 +793,22 @@ _AUTO_SUBMITTED_BOUNCE = re.compile(r"failure|delay|warning|postmaster|delivery"
 _REPORT_TYPES = frozenset({"multipart/report", "message/delivery-status"})
 
 
-def _subject_for_signals(subject: str) -> str:
-    return _SUBJECT_TAGS.sub("", subject, count=1)
+def _subject_signal(subject: str) -> str | None:
+    """ "ooo", "auto", "bounce", "word" (an absence word, weak alone) or "dated" (an absence word
+    with a date-like continuation), from how the subject opens ([tags] skipped)."""
+    if subject[:1] == "[" or subject[:1].isspace():
+        subject = _SUBJECT_TAGS.sub("", subject, count=1)
+    match = _SUBJECT_SIGNAL.match(subject)
+    if match is None:
+        return None
+    if match.lastgroup == "word" and match.group("dated"):
+        return "dated"
+    return match.lastgroup
 
 
 def is_out_of_office_subject(subject: str) -> bool:
-    """A subject that opens with a common out-of-office phrase (several languages)."""
-    text = _subject_for_signals(subject)
-    return bool(_OOO_SUBJECT.match(text) or _OOO_SUBJECT_CJK.match(text))
+    """A subject that opens like an out-of-office notice, in one of several languages."""
+    return _subject_signal(subject) in ("ooo", "dated")
 
 
 def _token(value: str) -> str:
@@ -805,12 +867,14 @@ def detect_automatic(
     if any(_token(v) == "vacation" for v in headers.get("x-apple-action", ())):
         ooo = True
 
-    text = _subject_for_signals(subject)
-    if _OOO_SUBJECT.match(text) or _OOO_SUBJECT_CJK.match(text):
+    signal = _subject_signal(subject) if subject else None
+    if signal == "ooo" or signal == "dated":
         ooo = True
-    elif _AUTO_REPLY_SUBJECT.match(text):
+    elif signal == "word" and (strong_auto or weak_auto):
+        ooo = True  # "Away" from a robot is a vacation notice
+    elif signal == "auto":
         strong_auto = True
-    if _BOUNCE_SUBJECT.match(text):
+    elif signal == "bounce":
         bounce = True
 
     if bounce:
@@ -872,6 +936,8 @@ def _build(
         _add(defects, "no-headers")
 
     subject_raw = _first(fields, "subject")
+    if subject_raw and len(subject_raw) > _MAX_SUBJECT_CHARS * 4:
+        subject_raw = subject_raw[: _MAX_SUBJECT_CHARS * 4]  # encoded words take ~3x the text
     subject = _fold(decode_rfc2047(subject_raw, defects)) if subject_raw else ""
     if len(subject) > _MAX_SUBJECT_CHARS:
         subject = subject[:_MAX_SUBJECT_CHARS]
@@ -914,8 +980,19 @@ def _build(
     ctype, params = _content_type(ctype_raw)
     cte = _first(fields, "content-transfer-encoding") or ""
 
-    record = MessageRecord(
-        message_id=message_ids[0] if message_ids else "",
+    automatic = detect_automatic(fields, subject=subject, from_addr=from_addr, content_type=ctype)
+    to_addrs = _addr_tuple(fields.get("to"))
+    cc_addrs = _addr_tuple(fields.get("cc"))
+    in_reply_to = _ids_field(fields, "in-reply-to", "in-reply-to", defects)
+    references = _ids_field(fields, "references", "references", defects)
+    thread_index_root = _thread_index_root(_first(fields, "thread-index"), defects)
+    snippet = _snippet(snippet_bytes, ctype, params, cte, defects) if snippet_bytes else ""
+    message_id = message_ids[0] if message_ids else ""
+    if not message_id:
+        _add(defects, "missing-message-id" if not mid_values else "unusable-message-id")
+        message_id = _synthetic_id(from_addr, subject, date_header or internal, size)
+    return MessageRecord(
+        message_id=message_id,
         subject=subject,
         from_addr=from_addr,
         internal_date=internal,
@@ -923,22 +1000,18 @@ def _build(
         date_header=date_header,
         from_name=from_name,
         sender_addr=sender_addr,
-        to_addrs=_addr_tuple(fields.get("to")),
-        cc_addrs=_addr_tuple(fields.get("cc")),
-        in_reply_to=_ids_field(fields, "in-reply-to", "in-reply-to", defects),
-        references=_ids_field(fields, "references", "references", defects),
-        thread_index_root=_thread_index_root(_first(fields, "thread-index"), defects),
+        to_addrs=to_addrs,
+        cc_addrs=cc_addrs,
+        in_reply_to=in_reply_to,
+        references=references,
+        thread_index_root=thread_index_root,
         gm_thrid=gm_thrid,
-        automatic=detect_automatic(
-            fields, subject=subject, from_addr=from_addr, content_type=ctype
-        ),
-        snippet=_snippet(snippet_bytes, ctype, params, cte, defects) if snippet_bytes else "",
+        automatic=automatic,
+        synthetic_id=not message_ids,
+        snippet=snippet,
         size=size,
+        defects=tuple(defects),
     )
-    if not record.message_id:
-        _add(defects, "missing-message-id" if not mid_values else "unusable-message-id")
-        record = replace(record, message_id=synthetic_message_id(record), synthetic_id=True)
-    return replace(record, defects=tuple(defects))
 
 
 def _fallback(

@@ -434,7 +434,6 @@ class _SubjectState:
 
     def add(self, i: int, root: int) -> None:
         """Record message i as the latest of its thread."""
-        base = self._wanted_base(i)
         thread = self._threads.get(root)
         if thread is None:
             thread = self._threads[root] = _SoFar(i)
@@ -443,8 +442,11 @@ class _SubjectState:
             if thread.members is not None:
                 thread.members.append(i)
             else:
-                self._add_externals(thread, root, self._externals_of(i))
-        if base is not None:
+                externals = self._externals_of(i)
+                if not thread.externals.issuperset(externals):
+                    self._add_externals(thread, root, externals)
+        base = self._wanted_base(i)
+        if base is not None and base not in thread.subjects:
             self._add_subject(thread, root, base)
         if thread.dormant:
             for pair in thread.dormant:

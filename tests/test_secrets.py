@@ -89,7 +89,7 @@ def test_empty_output_is_an_error() -> None:
 
 
 def test_timeout() -> None:
-    with pytest.raises(SecretError, match="did not finish within 0.5s"):
+    with pytest.raises(SecretError, match=r"did not finish within 0\.5s"):
         secret_from_command(
             python("import time; time.sleep(10)"), timeout=timedelta(milliseconds=500)
         )

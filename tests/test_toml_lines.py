@@ -185,7 +185,8 @@ def test_syntax_error_at_end_of_document() -> None:
 def test_key_path_at_line() -> None:
     text = "[[mailboxes]]\nname = 'a'\n[[mailboxes]]\nport = 99x\n"
     assert key_path_at_line(text, 4) == ("mailboxes", 1, "port")
-    assert key_path_at_line(text, 3) == ()
+    assert key_path_at_line(text, 3) == ("mailboxes", 1)
+    assert key_path_at_line("a = 1\n# broken\n", 2) == ()
     assert key_path_at_line(text, 99) == ()
 
 

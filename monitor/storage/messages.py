@@ -147,6 +147,16 @@ class MessageStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def close(self) -> None:
+        """Release pooled connections (PostgreSQL ones would otherwise linger until GC)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> MessageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- folders -----------------------------------------------------------------------------
 
     def folder_state(self, mailbox: str, folder: str) -> FolderState:
