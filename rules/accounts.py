@@ -20,14 +20,20 @@ class AccountLike(Protocol):
     @property
     def addresses(self) -> Sequence[str]: ...
     @property
-    def subjects(self) -> Sequence[str]: ...
+    def subjects(self) -> Sequence[re.Pattern[str] | str]: ...
     @property
     def mailboxes(self) -> Sequence[str]: ...
 
 
 @lru_cache(maxsize=1024)
-def _pattern(source: str) -> re.Pattern[str]:
+def _compiled(source: str) -> re.Pattern[str]:
     return re.compile(source, re.IGNORECASE)
+
+
+def _subject_matches(pattern: re.Pattern[str] | str, subject: str) -> bool:
+    """`re.search`, case-insensitive; the config hands over compiled patterns."""
+    compiled = _compiled(pattern) if isinstance(pattern, str) else pattern
+    return compiled.search(subject) is not None
 
 
 def _domain_matches(domain: str, listed: str) -> bool:
@@ -35,14 +41,15 @@ def _domain_matches(domain: str, listed: str) -> bool:
     return domain == listed or domain.endswith("." + listed)
 
 
-def _levels(address: str, subject: str, mailboxes: frozenset[str]
-            ) -> tuple[Callable[[AccountLike], bool], ...]:
+def _levels(
+    address: str, subject: str, mailboxes: frozenset[str]
+) -> tuple[Callable[[AccountLike], bool], ...]:
     """The matching levels of product.md, most specific first."""
     domain = address.rpartition("@")[2]
     return (
         lambda a: address in (x.lower() for x in a.addresses),
         lambda a: bool(domain) and any(_domain_matches(domain, d) for d in a.domains),
-        lambda a: any(_pattern(p).search(subject) for p in a.subjects),
+        lambda a: any(_subject_matches(p, subject) for p in a.subjects),
         lambda a: bool(mailboxes) and any(m in mailboxes for m in a.mailboxes),
     )
 
@@ -60,8 +67,7 @@ def match_account(
     When that sender matches nothing, the thread's other external participants are tried.
     """
     first = next(
-        (m for m in messages
-         if m.automatic is None and m.from_addr and is_external(m.from_addr)),
+        (m for m in messages if m.automatic is None and m.from_addr and is_external(m.from_addr)),
         None,
     )
     if first is None or not accounts:

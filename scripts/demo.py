@@ -90,8 +90,9 @@ def run(workdir: Path, *args: str, env: dict[str, str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the work directory (config, database) in place")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the work directory (config, database) in place"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pocwatch-demo-"))
     passwords = {"support@example.com": "support-demo-pw", "sales@example.com": "sales-demo-pw"}
@@ -100,16 +101,22 @@ def main() -> int:
             dovecot.add_user(user, password)
         seeds = demo_week(datetime.now(UTC))
         for seed in seeds:
-            dovecot.append(seed.user, seed.folder, seed.raw, flags=seed.flags,
-                           internal_date=seed.internal_date)
-        print(f"Private Dovecot on 127.0.0.1:{dovecot.imaps_port} (TLS, its own CA), "
-              f"seeded with {len(seeds)} messages in support@ and sales@ (INBOX and Sent).")
+            dovecot.append(
+                seed.user, seed.folder, seed.raw, flags=seed.flags, internal_date=seed.internal_date
+            )
+        print(
+            f"Private Dovecot on 127.0.0.1:{dovecot.imaps_port} (TLS, its own CA), "
+            f"seeded with {len(seeds)} messages in support@ and sales@ (INBOX and Sent)."
+        )
         (workdir / "pocwatch.toml").write_text(
             CONFIG.format(port=dovecot.imaps_port, ca_file=dovecot.ca_file), encoding="utf-8"
         )
-        env = dict(os.environ, POCWATCH_CONFIG=str(workdir / "pocwatch.toml"),
-                   DEMO_SUPPORT_PASSWORD=passwords["support@example.com"],
-                   DEMO_SALES_PASSWORD=passwords["sales@example.com"])
+        env = dict(
+            os.environ,
+            POCWATCH_CONFIG=str(workdir / "pocwatch.toml"),
+            DEMO_SUPPORT_PASSWORD=passwords["support@example.com"],
+            DEMO_SALES_PASSWORD=passwords["sales@example.com"],
+        )
         status = 0
         for command in (["check-config"], ["sync"], ["sync"], ["threads"]):
             status = run(workdir, *command, env=env) or status

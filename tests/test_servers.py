@@ -45,8 +45,11 @@ def _message(subject: str, message_id: str | None = None) -> bytes:
 
 
 def test_plain_greeting_and_starttls_offered(dovecot: DovecotServer) -> None:
-    with socket.create_connection((dovecot.host, dovecot.imap_port), timeout=5) as sock:
-        greeting = sock.makefile("rb").readline()
+    with (
+        socket.create_connection((dovecot.host, dovecot.imap_port), timeout=5) as sock,
+        sock.makefile("rb") as reader,
+    ):
+        greeting = reader.readline()
     assert greeting.startswith(b"* OK")
     with dovecot.connect() as client:
         assert b"STARTTLS" in client.capabilities()

@@ -20,10 +20,17 @@ from tests.traffic import render
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def write_config(tmp_path: Path, database_url: str, users: list[MailUser], *,
-                 folders: tuple[str, ...] = ("INBOX", "Sent"), security: str = "tls",
-                 extra: str = "", passwords: dict[str, str] | None = None,
-                 fetch_batch: int = 500) -> Path:
+def write_config(
+    tmp_path: Path,
+    database_url: str,
+    users: list[MailUser],
+    *,
+    folders: tuple[str, ...] = ("INBOX", "Sent"),
+    security: str = "tls",
+    extra: str = "",
+    passwords: dict[str, str] | None = None,
+    fetch_batch: int = 500,
+) -> Path:
     blocks = []
     for user in users:
         port = user.imaps_port if security == "tls" else user.imap_port
@@ -41,24 +48,41 @@ password = "{password}"
 folders = [{folder_list}]
 """)
     path = tmp_path / "pocwatch.toml"
-    path.write_text(f"""
+    path.write_text(
+        f"""
 [monitor]
 database = "{database_url}"
 internal_domains = ["example.com"]
 backfill = "14d"
 fetch_batch = {fetch_batch}
 {extra}
-{''.join(blocks)}
-""", encoding="utf-8")
+{"".join(blocks)}
+""",
+        encoding="utf-8",
+    )
     return path
 
 
-def customer_mail(n: int, when: datetime, *, subject: str | None = None,
-                  refs: str | None = None, frm: str = "Alice <alice@client.example>",
-                  to: str = "support@example.com", message_id: str | None = None) -> bytes:
-    return render(frm=frm, to=to, subject=subject or f"Question {n}", date=when,
-                  message_id=message_id or f"<q{n}@client.example>", in_reply_to=refs,
-                  references=refs, body=f"Question number {n}.")
+def customer_mail(
+    n: int,
+    when: datetime,
+    *,
+    subject: str | None = None,
+    refs: str | None = None,
+    frm: str = "Alice <alice@client.example>",
+    to: str = "support@example.com",
+    message_id: str | None = None,
+) -> bytes:
+    return render(
+        frm=frm,
+        to=to,
+        subject=subject or f"Question {n}",
+        date=when,
+        message_id=message_id or f"<q{n}@client.example>",
+        in_reply_to=refs,
+        references=refs,
+        body=f"Question number {n}.",
+    )
 
 
 _open: list[MessageStore] = []
@@ -85,10 +109,16 @@ def test_first_sync_reads_the_backfill_window_and_threads(
     imap_user.append("INBOX", customer_mail(0, old), internal_date=old)
     t = NOW - timedelta(days=2)
     imap_user.append("INBOX", customer_mail(1, t), internal_date=t)
-    reply = render(frm="Priya <priya@example.com>", to="alice@client.example",
-                   subject="Re: Question 1", date=t + timedelta(hours=1),
-                   message_id="<r1@example.com>", in_reply_to="<q1@client.example>",
-                   references="<q1@client.example>", body="Answer.")
+    reply = render(
+        frm="Priya <priya@example.com>",
+        to="alice@client.example",
+        subject="Re: Question 1",
+        date=t + timedelta(hours=1),
+        message_id="<r1@example.com>",
+        in_reply_to="<q1@client.example>",
+        references="<q1@client.example>",
+        body="Answer.",
+    )
     imap_user.append("Sent", reply, internal_date=t + timedelta(hours=1))
     config = load_config(write_config(tmp_path, database_url, [imap_user]))
     [result] = sync_all(config, stored(config), now=NOW)
@@ -120,9 +150,15 @@ def test_incremental_sync_fetches_only_new_mail(
 def test_the_same_message_in_inbox_and_sent_is_one_message(
     imap_user: MailUser, tmp_path: Path, database_url: str
 ) -> None:
-    raw = render(frm="Priya <priya@example.com>", to="alice@client.example",
-                 cc="support@example.com", subject="Your order", date=NOW - timedelta(hours=2),
-                 message_id="<order@example.com>", body="Shipped.")
+    raw = render(
+        frm="Priya <priya@example.com>",
+        to="alice@client.example",
+        cc="support@example.com",
+        subject="Your order",
+        date=NOW - timedelta(hours=2),
+        message_id="<order@example.com>",
+        body="Shipped.",
+    )
     imap_user.append("INBOX", raw)
     imap_user.append("Sent", raw)
     config = load_config(write_config(tmp_path, database_url, [imap_user]))
@@ -136,8 +172,12 @@ def test_a_reused_message_id_on_another_message_is_kept_with_a_synthetic_id(
     imap_user: MailUser, tmp_path: Path, database_url: str
 ) -> None:
     imap_user.append("INBOX", customer_mail(1, NOW - timedelta(hours=3), message_id="<same@x>"))
-    imap_user.append("INBOX", customer_mail(2, NOW - timedelta(hours=2), message_id="<same@x>",
-                                            frm="Bob <bob@other.example>"))
+    imap_user.append(
+        "INBOX",
+        customer_mail(
+            2, NOW - timedelta(hours=2), message_id="<same@x>", frm="Bob <bob@other.example>"
+        ),
+    )
     config = load_config(write_config(tmp_path, database_url, [imap_user]))
     store = stored(config)
     [result] = sync_all(config, store, now=NOW)
@@ -212,7 +252,7 @@ def test_malformed_messages_are_stored_with_defects_and_block_nothing(
     bad = [
         b"Subject: no id, no from, no date\r\n\r\nbody\r\n",
         b"From: =?utf-8?q?broken\xff\xfe?= <x@\xffbad>\r\nSubject: \xe9t\xe9\r\n"
-        b"Content-Type: multipart/mixed; boundary=\"nope\"\r\n\r\n--other\r\nbroken\r\n",
+        b'Content-Type: multipart/mixed; boundary="nope"\r\n\r\n--other\r\nbroken\r\n',
         b"Message-ID: <huge@x>\r\nSubject: " + b"A" * 100_000 + b"\r\n\r\nbig header\r\n",
     ]
     imap_user.append("INBOX", customer_mail(1, t))
@@ -242,8 +282,9 @@ def test_a_gap_between_server_and_store_is_reported_and_filled(
     with Session(store.engine) as session, session.begin():  # lose one location
         folder_pk = session.scalar(select(FolderRow.id).where(FolderRow.name == "INBOX"))
         lost = min(store.folder_uids(imap_user.name, "INBOX"))
-        session.execute(delete(LocationRow).where(LocationRow.folder_pk == folder_pk,
-                                                  LocationRow.uid == lost))
+        session.execute(
+            delete(LocationRow).where(LocationRow.folder_pk == folder_pk, LocationRow.uid == lost)
+        )
     imap_user.append("INBOX", customer_mail(7, NOW - timedelta(minutes=1)))
     [result] = sync_all(config, store, now=NOW)
     assert result.total("gap") == 1
@@ -267,8 +308,9 @@ def test_tls_and_starttls_verify_against_the_configured_ca(
 ) -> None:
     imap_user.append("INBOX", customer_mail(1, NOW - timedelta(hours=1)))
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    config = load_config(write_config(tmp_path, url, [imap_user], folders=("INBOX",),
-                                      security=security))
+    config = load_config(
+        write_config(tmp_path, url, [imap_user], folders=("INBOX",), security=security)
+    )
     [result] = sync_all(config, stored(config), now=NOW)
     assert result.error is None and result.total("new_messages") == 1
 

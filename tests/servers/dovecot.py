@@ -337,8 +337,11 @@ class DovecotServer:
             if self._process.poll() is not None:
                 return f"exited with {self._process.returncode}: {self._diagnostics()}"
             try:
-                with socket.create_connection((self.host, self.imap_port), timeout=2) as sock:
-                    greeting = sock.makefile("rb").readline()
+                with (
+                    socket.create_connection((self.host, self.imap_port), timeout=2) as sock,
+                    sock.makefile("rb") as reader,
+                ):
+                    greeting = reader.readline()
                 if greeting.startswith(b"* OK"):
                     return None
             except OSError:
