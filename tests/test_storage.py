@@ -1,0 +1,111 @@
+"""The message store on SQLite and PostgreSQL: migrations, dedup, incremental threading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from monitor.records import FetchedMessage, MessageRecord
+from monitor.storage.db import open_database
+from monitor.storage.messages import MessageStore
+from monitor.storage.models import Base
+from tests.builders import T0, is_external, make_message, make_reply
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[MessageStore]:
+    with MessageStore(open_database(database_url)) as opened:
+        yield opened
+
+
+def put(store: MessageStore, *records: MessageRecord, folder: str = "INBOX",
+        first_uid: int | None = None) -> None:
+    state = store.folder_state("box", folder)
+    uid = first_uid or state.last_seen_uid + 1
+    fetched = [
+        FetchedMessage("box", folder, uid + i, (), record) for i, record in enumerate(records)
+    ]
+    store.store_batch("box", folder, fetched, last_seen_uid=uid + len(records) - 1)
+    store.assign_threads(is_external)
+
+
+def grouping(store: MessageStore) -> dict[str, tuple[str, ...]]:
+    return {t.thread_id: t.message_ids for t in store.thread_rows()}
+
+
+def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    engine = open_database(database_url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            assert diff == []
+            assert {"folders", "messages", "message_refs", "participants", "locations",
+                    "threads", "alembic_version"} <= set(inspect(conn).get_table_names())
+        open_database(database_url).dispose()  # a second open is a no-op upgrade
+    finally:
+        engine.dispose()
+
+
+def test_storing_a_batch_twice_changes_nothing(store: MessageStore) -> None:
+    first = make_message("a", T0)
+    put(store, first, first_uid=1)
+    put(store, first, first_uid=1)
+    assert store.message_count() == 1
+    assert store.folder_uids("box", "INBOX") == {1}
+
+
+def test_a_late_message_linking_two_threads_merges_them(store: MessageStore) -> None:
+    root = make_message("root", T0)
+    left = make_reply(root, "left", T0 + timedelta(hours=1))
+    right = make_reply(left, "right", T0 + timedelta(hours=2))
+    # `right` names root and left in References; store it and root first, left later.
+    put(store, make_message("root", T0))
+    put(store, make_message("right", T0 + timedelta(hours=2), refs="left", in_reply_to="left"))
+    assert len(grouping(store)) == 2
+    put(store, left)
+    assert grouping(store) == {"<root>": ("<root>", "<left>", "<right>")}
+    assert right.references  # the builder chained them as a client would
+
+
+def test_a_reply_stored_before_its_parent_joins_it(store: MessageStore) -> None:
+    parent = make_message("p", T0)
+    child = make_reply(parent, "c", T0 + timedelta(minutes=5))
+    put(store, child)
+    assert grouping(store) == {"<p>": ("<c>",)}  # the root is named, though not stored yet
+    put(store, parent)
+    assert grouping(store) == {"<p>": ("<p>", "<c>")}
+
+
+def test_outlook_reply_without_references_joins_by_subject_across_batches(
+    store: MessageStore,
+) -> None:
+    put(store, make_message("q", T0, subject="Quote for 50 seats", frm="dan@globex.example"))
+    reply = make_message("r", T0 + timedelta(days=2), subject="RE: Quote for 50 seats",
+                         frm="lee@example.com", to="dan@globex.example")
+    put(store, reply)
+    assert grouping(store) == {"<q>": ("<q>", "<r>")}
+
+
+def test_thread_index_links_messages_stored_in_different_passes(store: MessageStore) -> None:
+    put(store, make_message("x1", T0, subject="Budget", thread_index="ab" * 22))
+    put(store, make_message("x2", T0 + timedelta(hours=3), subject="Other words",
+                            frm="lee@example.com", to="dan@globex.example",
+                            thread_index="ab" * 22))
+    assert grouping(store) == {"<x1>": ("<x1>", "<x2>")}
+
+
+def test_same_id_different_message_gets_a_stable_synthetic_id(store: MessageStore) -> None:
+    put(store, make_message("dup", T0, subject="First"), first_uid=1)
+    other = make_message("dup", T0 + timedelta(days=3), subject="Second", frm="bob@b.example")
+    put(store, other, first_uid=2)
+    put(store, other, folder="Archive", first_uid=1)  # the same second message elsewhere
+    assert store.message_count() == 2
+    ids = {m for mids in grouping(store).values() for m in mids}
+    [renamed] = ids - {"<dup>"}
+    assert "<dup>" in ids
+    assert renamed.startswith("<dup.") and renamed.endswith("@pocwatch.invalid>")
