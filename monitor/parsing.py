@@ -23,6 +23,7 @@ __all__ = [
     "decode_rfc2047",
     "detect_automatic",
     "extract_message_ids",
+    "is_out_of_office_subject",
     "message_time",
     "parse_headers",
     "parse_message_bytes",
@@ -73,19 +74,28 @@ Headers = Mapping[str, Sequence[str]]
 # ---------------------------------------------------------------- header fields
 
 
+_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")
+
+
 def _fix_8bit(value: str, name: str, defects: list[str]) -> str:
-    """Re-decode a value holding undecodable raw bytes (surrogate-escaped) as cp1252 / latin-1."""
+    """Re-read a value holding raw bytes that are no UTF-8 (surrogate-escaped by the decode).
+
+    Where the rest is UTF-8 the stray bytes become U+FFFD (a truncated character); where there
+    is no UTF-8 at all the value is legacy 8-bit text, read as Windows-1252 (Latin-1 fallback).
+    """
     try:
         value.encode("utf-8")
         return value
     except UnicodeEncodeError:
         pass
-    raw = value.encode("utf-8", "surrogateescape")
     _add(defects, f"raw-8bit-header:{name}")
-    try:
-        return raw.decode("cp1252")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    if _ESCAPED_BYTE.sub("", value).isascii():
+        raw = value.encode("utf-8", "surrogateescape")
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    return _ESCAPED_BYTE.sub("\ufffd", value)
 
 
 def _add(defects: list[str], defect: str) -> None:
@@ -136,15 +146,15 @@ def _header_fields(header_bytes: bytes, defects: list[str]) -> dict[str, list[st
         matches = _FIELD_ANY_CASE.finditer(text)
     fields: dict[str, list[str]] = {}
     for match in matches:
-        name = match.group(1).lower()
-        value = text[match.start(2) : match.end(2)].replace("\n", "").strip()
+        start, stop = match.span(2)
+        value = text[start:stop]
+        if "\n" in value:
+            value = value.replace("\n", "")
+        value = value.strip()
+        name = match[1].lower()
         if eight_bit and not value.isascii():
             value = _fix_8bit(value, name, defects)
-        values = fields.get(name)
-        if values is None:
-            fields[name] = [value]
-        else:
-            values.append(value)
+        fields.setdefault(name, []).append(value)
     return fields
 
 
@@ -213,9 +223,10 @@ def _b64_lenient(text: str | bytes) -> bytes:
     except binascii.Error:
         pass
     cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-    cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+    if len(cleaned) % 4 == 1:
+        cleaned = cleaned[:-1]  # a lone trailing character carries no whole byte
     try:
-        return binascii.a2b_base64(cleaned)
+        return binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4))
     except binascii.Error:
         return b""
 
@@ -265,6 +276,8 @@ _ADDR_TOKEN = re.compile(
 )
 _SIMPLE_ADDR = re.compile(r"[^\s\"(),:;<>@]+@[^\s\"(),:;<>@]+")
 _NAME_ANGLE = re.compile(r"([^<>@]*?)\s*<([^\s<>@]*@[^\s<>@]*)>")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_SPACED_DOT = re.compile(r"\s*\.\s*")
 _NEEDS_TOKENIZER = re.compile(r'["(:;\\]')
 
 
@@ -277,13 +290,14 @@ def _entry(tokens: list[str], out: list[tuple[str, str]]) -> None:
     for token in tokens:
         first = token[0]
         if first == '"':
-            words.append(token[1:-1] if token.endswith('"') and len(token) > 1 else token[1:])
+            inner = token[1:-1] if token.endswith('"') and len(token) > 1 else token[1:]
+            words.append(_QUOTED_PAIR.sub(r"\1", inner) if "\\" in inner else inner)
             quoted_before = True
             continue
         if first == "(":
             comments.append(token[1:-1] if token.endswith(")") else token[1:])
             continue
-        elif first == "<":
+        if first == "<":
             inner = token[1:].rstrip(">")
             if "(" in inner:
                 inner = _strip_comments(inner)
@@ -308,6 +322,8 @@ def _entry(tokens: list[str], out: list[tuple[str, str]]) -> None:
         elif name:
             out.append((name, ""))
         return
+    if "." in words:  # obsolete "jdoe@test   . example"
+        words = _SPACED_DOT.sub(".", " ".join(words)).split()
     at_words = [w for w in words if "@" in w]
     if at_words:
         rest = [w for w in words if "@" not in w]
@@ -354,7 +370,11 @@ def _addresses(values: Sequence[str]) -> list[tuple[str, str]]:
             _entry(tokens, out)
     result: list[tuple[str, str]] = []
     for name, addr in out:
-        addr = addr.strip().strip("'").lower()
+        addr = addr.strip().rstrip(";").lower()
+        if addr[:1] == "@":
+            addr = ""  # "<Undisclosed-Recipient:@host;>": a group remnant, nobody
+        if addr[:1] == addr[-1:] == "'" and "@" in addr[2:-2]:
+            addr = addr[1:-1]  # 'jane@acme.com', as a few mailers write it
         if addr or name:
             result.append((name, addr))
     return result
@@ -438,7 +458,7 @@ def synthetic_message_id(record: MessageRecord) -> str:
 
 
 def _synthetic_id(from_addr: str | None, subject: str, when: datetime, size: int) -> str:
-    key = "\x1f".join((from_addr or "", subject, when.astimezone(UTC).isoformat(), str(size)))
+    key = "\x1f".join((from_addr or "", subject, _utc(when).isoformat(), str(size)))
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"<{digest}@{SYNTHETIC_DOMAIN}>"
 
@@ -481,6 +501,10 @@ def _zone(offset: str) -> timezone:
 
 def _parse_date(value: str) -> datetime | None:
     match = _COMMON_DATE.fullmatch(value)
+    if match is None and "(" in value:
+        # "00:19:00 (EDT) -0400": the stdlib would take the comment for the zone.
+        value = _strip_comments(value)
+        match = _COMMON_DATE.fullmatch(value)
     if match:
         day, month, year, hour, minute, second, offset = match.groups()
         month_number = _MONTHS.get(month.lower())
@@ -586,10 +610,8 @@ def _header_end(raw: bytes, start: int, stop: int) -> int:
     return match.end() if match else start
 
 
-def split_message(raw: bytes, defects: list[str] | None = None) -> tuple[bytes, bytes]:
-    """(header block, body) of a whole message, leniently: CRLF, LF or bare CR, an mbox "From "
-    first line, blank lines before the first field, a junk line among the fields, or no empty
-    separator line at all (the body then starts at the first line that is not a field)."""
+def _split_offsets(raw: bytes, defects: list[str] | None) -> tuple[int, int, int]:
+    """(header start, header end, body start) offsets, so no caller copies a big body."""
     start = 0
     match = _MBOX_FROM.match(raw)
     if match:
@@ -601,17 +623,26 @@ def split_message(raw: bytes, defects: list[str] | None = None) -> tuple[bytes, 
             _add(defects, "whitespace-before-headers")
     blank = _BLANK_LINE.search(raw, start)
     stop = blank.start() if blank else len(raw)
+    body = blank.end() if blank else len(raw)
     end = _header_end(raw, start, stop)
     if end >= stop:
-        return raw[start:stop], (raw[blank.end() :] if blank else b"")
+        return start, stop, body
     if end > start and _LATER_FIELD.search(raw, end, stop):
         # A junk line among the fields: the server ends the header at the empty line, so do we.
         if defects is not None:
             _add(defects, "junk-line-in-header")
-        return raw[start:stop], (raw[blank.end() :] if blank else b"")
+        return start, stop, body
     if defects is not None and end > start:
         _add(defects, "missing-header-body-separator")
-    return raw[start:end], raw[end:]
+    return start, end, end
+
+
+def split_message(raw: bytes, defects: list[str] | None = None) -> tuple[bytes, bytes]:
+    """(header block, body) of a whole message, leniently: CRLF, LF or bare CR, an mbox "From "
+    first line, blank lines before the first field, a junk line among the fields, or no empty
+    separator line at all (the body then starts at the first line that is not a field)."""
+    start, end, body = _split_offsets(raw, defects)
+    return raw[start:end], raw[body:]
 
 
 _PART_FIELD = re.compile(
@@ -1135,12 +1166,13 @@ def parse_message_bytes(
     defects: list[str] = []
     total = len(raw) if size is None else size
     try:
-        header, body = split_message(bytes(raw), defects)
+        raw = bytes(raw)
+        start, end, body = _split_offsets(raw, defects)
         return _build(
-            header,
+            raw[start:end],
             internal_date=internal_date,
             size=total,
-            snippet_bytes=body[:SNIPPET_BYTES],
+            snippet_bytes=raw[body : body + SNIPPET_BYTES],
             gm_thrid=None,
             defects=defects,
         )

@@ -8,7 +8,7 @@ from datetime import datetime
 
 
 class Automatic(enum.StrEnum):
-    """Why a message counts as automatic mail (it never acknowledges, conflicts or starts a clock)."""
+    """Why a message is automatic mail: it never acknowledges, conflicts or starts a clock."""
 
     AUTO_REPLY = "auto_reply"  # RFC 3834 auto-replies and other robots answering
     OUT_OF_OFFICE = "out_of_office"  # vacation / OOO notices (marks an internal owner absent)

@@ -171,6 +171,8 @@ def test_decode_rfc2047(raw: str, expected: str) -> None:
 def test_decode_rfc2047_unknown_charset_records_defect() -> None:
     defects: list[str] = []
     assert decode_rfc2047("=?x-klingon?Q?abc?=", defects) == "abc"
+    assert defects == []  # ASCII reads the same in any charset
+    assert decode_rfc2047("=?x-klingon?Q?ab=C3=A9?=", defects) == "abé"
     assert defects == ["unknown-charset:x-klingon"]
 
 
@@ -194,6 +196,13 @@ def test_raw_latin1_header_decoded_with_defect() -> None:
     assert record.subject == "Café"
     assert record.from_name == "André"
     assert "raw-8bit-header:subject" in record.defects
+    assert "raw-8bit-header:from" in record.defects
+
+
+def test_stray_byte_in_utf8_header_becomes_replacement_character() -> None:
+    header = "From: Юникод".encode() + b"\xf1 <headers@gmail.com>\r\n\r\n"
+    record = parse_headers(header, internal_date=INTERNAL)
+    assert record.from_name == "Юникод\ufffd"
     assert "raw-8bit-header:from" in record.defects
 
 
@@ -468,7 +477,7 @@ def test_split_whitespace_before_headers() -> None:
 
 def test_split_no_separator() -> None:
     raw = b"From: a@x.com\nSubject: hi\ncounter to RFC 2822, no separating newline here\n"
-    header, body = split_message(raw)
+    _header, body = split_message(raw)
     assert body == b"counter to RFC 2822, no separating newline here\n"
     record = parse_message_bytes(raw, internal_date=INTERNAL)
     assert record.subject == "hi"

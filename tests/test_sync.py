@@ -327,3 +327,32 @@ def test_a_server_certificate_from_an_unknown_ca_is_refused(
     [result] = sync_all(config, stored(config), now=NOW)
     assert result.error is not None
     assert "certificate verify failed" in result.error
+
+
+def test_an_expired_oauth_token_command_is_reported_and_others_still_sync(
+    imap_user: MailUser, tmp_path: Path
+) -> None:
+    imap_user.append("INBOX", customer_mail(1, NOW - timedelta(hours=1)))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = write_config(tmp_path, url, [imap_user], folders=("INBOX",))
+    script = tmp_path / "token.sh"
+    script.write_text("#!/bin/sh\necho half-a-token-s3cr3t\necho token expired >&2\nexit 3\n")
+    script.chmod(0o755)
+    token_box = f"""
+[[mailboxes]]
+name = "oauth"
+host = "127.0.0.1"
+port = {imap_user.imaps_port}
+ca_file = "{imap_user.ca_file}"
+username = "someone@example.com"
+oauth2_token_command = "{script}"
+"""
+    path.write_text(path.read_text() + token_box)
+    config = load_config(path)
+    results = {r.mailbox: r for r in sync_all(config, stored(config), now=NOW)}
+    assert results["oauth"].auth_failed
+    error = results["oauth"].error or ""
+    assert "exited with status 3" in error and str(script) in error
+    assert "s3cr3t" not in error and "token expired" not in error  # its output stays secret
+    assert results[imap_user.name].error is None
+    assert results[imap_user.name].total("new_messages") == 1
