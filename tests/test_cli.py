@@ -220,3 +220,57 @@ def test_a_sync_killed_mid_way_and_run_again_stores_every_message_once(
     assert count_messages(database_url) == (total, total)
     listed = json.loads(pocwatch("threads", "--format", "json", config=path).stdout)
     assert sum(len(t["message_ids"]) for t in listed) == total
+
+
+def test_a_long_first_sync_on_a_terminal_shows_progress(
+    imap_user: MailUser, tmp_path: Path
+) -> None:
+    import pty
+
+    imap_user.write_maildir("INBOX", ((raw, when, ()) for raw, when in bulk_messages(600, end=NOW)))
+    path = write_config(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        [imap_user],
+        folders=("INBOX",),
+        fetch_batch=100,
+    )
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "-c", str(path), "sync"],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    progress = done.stderr.decode()
+    assert f"{imap_user.name}/INBOX [" in progress and "600/600" in progress
+    assert "600 new" in shown.decode()
+
+
+def test_piped_output_has_no_progress_bar(imap_user: MailUser, tmp_path: Path) -> None:
+    imap_user.write_maildir("INBOX", ((raw, when, ()) for raw, when in bulk_messages(600, end=NOW)))
+    path = write_config(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        [imap_user],
+        folders=("INBOX",),
+        fetch_batch=100,
+    )
+    done = pocwatch("sync", config=path)
+    assert done.returncode == 0 and "600 new" in done.stdout
+    assert "[#" not in done.stderr

@@ -23,8 +23,12 @@ def store(database_url: str) -> Iterator[MessageStore]:
         yield opened
 
 
-def put(store: MessageStore, *records: MessageRecord, folder: str = "INBOX",
-        first_uid: int | None = None) -> None:
+def put(
+    store: MessageStore,
+    *records: MessageRecord,
+    folder: str = "INBOX",
+    first_uid: int | None = None,
+) -> None:
     state = store.folder_state("box", folder)
     uid = first_uid or state.last_seen_uid + 1
     fetched = [
@@ -44,8 +48,15 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
-            assert {"folders", "messages", "message_refs", "participants", "locations",
-                    "threads", "alembic_version"} <= set(inspect(conn).get_table_names())
+            assert {
+                "folders",
+                "messages",
+                "message_refs",
+                "participants",
+                "locations",
+                "threads",
+                "alembic_version",
+            } <= set(inspect(conn).get_table_names())
         open_database(database_url).dispose()  # a second open is a no-op upgrade
     finally:
         engine.dispose()
@@ -85,17 +96,30 @@ def test_outlook_reply_without_references_joins_by_subject_across_batches(
     store: MessageStore,
 ) -> None:
     put(store, make_message("q", T0, subject="Quote for 50 seats", frm="dan@globex.example"))
-    reply = make_message("r", T0 + timedelta(days=2), subject="RE: Quote for 50 seats",
-                         frm="lee@example.com", to="dan@globex.example")
+    reply = make_message(
+        "r",
+        T0 + timedelta(days=2),
+        subject="RE: Quote for 50 seats",
+        frm="lee@example.com",
+        to="dan@globex.example",
+    )
     put(store, reply)
     assert grouping(store) == {"<q>": ("<q>", "<r>")}
 
 
 def test_thread_index_links_messages_stored_in_different_passes(store: MessageStore) -> None:
     put(store, make_message("x1", T0, subject="Budget", thread_index="ab" * 22))
-    put(store, make_message("x2", T0 + timedelta(hours=3), subject="Other words",
-                            frm="lee@example.com", to="dan@globex.example",
-                            thread_index="ab" * 22))
+    put(
+        store,
+        make_message(
+            "x2",
+            T0 + timedelta(hours=3),
+            subject="Other words",
+            frm="lee@example.com",
+            to="dan@globex.example",
+            thread_index="ab" * 22,
+        ),
+    )
     assert grouping(store) == {"<x1>": ("<x1>", "<x2>")}
 
 

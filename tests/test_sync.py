@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select
 
-from monitor.config import Config, load_config
+from imapclient import IMAPClient
+
+from monitor.config import Config, MailboxConfig, load_config
+from monitor.imap import connect
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.models import FolderRow, LocationRow
@@ -356,3 +359,29 @@ oauth2_token_command = "{script}"
     assert "s3cr3t" not in error and "token expired" not in error  # its output stays secret
     assert results[imap_user.name].error is None
     assert results[imap_user.name].total("new_messages") == 1
+
+
+def test_an_idle_poll_costs_one_command_per_folder(imap_user: MailUser, tmp_path: Path) -> None:
+    imap_user.append("INBOX", customer_mail(1, NOW - timedelta(hours=1)))
+    imap_user.append("Sent", customer_mail(2, NOW - timedelta(hours=1)))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    config = load_config(write_config(tmp_path, url, [imap_user]))
+    store = stored(config)
+    sync_all(config, store, now=NOW)
+    sent: list[str] = []
+
+    def counting_connect(mailbox: MailboxConfig) -> IMAPClient:
+        client = connect(mailbox)
+        original = client._imap._command
+
+        def command(name: str, *args: object) -> object:
+            sent.append(name.upper())
+            return original(name, *args)
+
+        client._imap._command = command
+        return client
+
+    [result] = sync_all(config, store, now=NOW, connector=counting_connect)
+    assert result.total("fetched") == 0
+    session = [c for c in sent if c not in {"CAPABILITY", "ENABLE", "LOGOUT"}]
+    assert session == ["EXAMINE", "EXAMINE"], sent
