@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select
-
 from imapclient import IMAPClient
+from sqlalchemy import delete, select
 
 from monitor.config import Config, MailboxConfig, load_config
 from monitor.imap import connect
