@@ -1,0 +1,222 @@
+"""What every rule shares: the violation record, the thread as rules see it, the context."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Protocol
+from zoneinfo import ZoneInfo
+
+from monitor.classify import InternalPolicy
+from monitor.config import AccountConfig, Config
+from monitor.records import MessageRecord
+from rules.calendar import BusinessCalendar
+
+__all__ = [
+    "Rule",
+    "RuleContext",
+    "Severity",
+    "Status",
+    "ThreadView",
+    "Violation",
+    "fingerprint",
+]
+
+
+class Severity(enum.StrEnum):
+    WARNING = "warning"
+    BREACH = "breach"
+
+
+class Status(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+def fingerprint(rule: str, about: str) -> str:
+    """A violation's stable identity, fixed-length for an index: rule + what it is about.
+
+    The thread id is left out on purpose: when threads merge, violations move to the new
+    thread id and must stay the same violations.
+    """
+    return hashlib.sha256(f"{rule}\n{about}".encode()).hexdigest()[:32]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One trouble in one thread as of the evaluation's `now` (the fields of product.md).
+
+    `about` is what it is about: the inbound message that started the wait
+    (`unacknowledged`), the first outbound message of the turn (`conflicting_replies`), the
+    thread id (`unowned`). Addresses are lowercased; `senders`, `message_ids` are in
+    message-time order, `notify` in warning order.
+    """
+
+    rule: str
+    severity: Severity
+    status: Status
+    account: str | None
+    thread_id: str
+    subject: str
+    owner: str | None
+    backup: str | None
+    notify: tuple[str, ...]
+    opened_at: datetime
+    due_at: datetime | None
+    resolved_at: datetime | None
+    senders: tuple[str, ...]
+    chasers: int
+    message_ids: tuple[str, ...]
+    about: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity: the same trouble is one violation across evaluations and merges."""
+        return fingerprint(self.rule, self.about)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is Status.OPEN
+
+    def as_json(self) -> dict[str, Any]:
+        """product.md's JSON object: ISO 8601 UTC times with `Z`, null where missing."""
+        return {
+            "rule": self.rule,
+            "severity": str(self.severity),
+            "status": str(self.status),
+            "account": self.account,
+            "thread_id": self.thread_id,
+            "subject": self.subject,
+            "owner": self.owner,
+            "backup": self.backup,
+            "notify": list(self.notify),
+            "opened_at": _iso(self.opened_at),
+            "due_at": _iso(self.due_at),
+            "resolved_at": _iso(self.resolved_at),
+            "senders": list(self.senders),
+            "chasers": self.chasers,
+            "message_ids": list(self.message_ids),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadView:
+    """A thread as rules see it: its stored messages in message-time order.
+
+    `answered` holds the Message-IDs flagged \\Answered in a watched folder; `arrived_in`
+    maps a Message-ID to the mailboxes it was seen in (account matching by mailbox).
+    """
+
+    thread_id: str
+    subject: str
+    messages: tuple[MessageRecord, ...]
+    answered: frozenset[str] = frozenset()
+    arrived_in: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime, got {moment!r}")
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """Everything a rule may consult besides the thread. `now` is given, never read.
+
+    Build one per evaluation pass with `RuleContext.create`; the engine narrows it to each
+    thread's account with `with_account` (account, calendar and SLA then agree).
+    `out_of_office` maps an internal address to the times its out-of-office replies were
+    seen, anywhere in the store.
+    """
+
+    now: datetime
+    config: Config
+    policy: InternalPolicy
+    calendars: Mapping[str, BusinessCalendar]
+    out_of_office: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+    account: AccountConfig | None = None
+
+    @classmethod
+    def create(
+        cls,
+        config: Config,
+        now: datetime,
+        *,
+        out_of_office: Mapping[str, tuple[datetime, ...] | list[datetime]] | None = None,
+    ) -> RuleContext:
+        policy = InternalPolicy.of(
+            config.monitor.internal_domains, config.monitor.internal_addresses
+        )
+        calendars = {
+            name: BusinessCalendar.from_config(calendar)
+            for name, calendar in config.calendars.items()
+        }
+        seen = {
+            addr.lower(): tuple(sorted(_utc(t, "an out-of-office time") for t in times))
+            for addr, times in (out_of_office or {}).items()
+        }
+        return cls(_utc(now, "now"), config, policy, calendars, seen)
+
+    def with_account(self, account: AccountConfig | None) -> RuleContext:
+        return replace(self, account=account)
+
+    def with_out_of_office(self, seen: Mapping[str, tuple[datetime, ...]]) -> RuleContext:
+        return replace(self, out_of_office=seen)
+
+    @property
+    def calendar(self) -> BusinessCalendar:
+        """The account's business calendar (the default one without an account)."""
+        name = self.account.calendar if self.account is not None else None
+        calendar = self.calendars.get(name or "default")
+        return calendar if calendar is not None else _ALWAYS_OPEN
+
+    @property
+    def sla(self) -> timedelta:
+        return self.config.sla_for(self.account)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The account's calendar zone (dates of absences and handoffs); monitor's without."""
+        calendar = self.config.calendar_for(self.account)
+        return calendar.tz if calendar is not None else self.config.monitor.tz
+
+    @property
+    def owner(self) -> str | None:
+        return self.account.owner if self.account is not None else None
+
+    @property
+    def backup(self) -> str | None:
+        return self.account.backup if self.account is not None else None
+
+    @property
+    def account_name(self) -> str | None:
+        return self.account.name if self.account is not None else None
+
+
+_ALWAYS_OPEN = BusinessCalendar.always_open()
+
+
+class Rule(Protocol):
+    """A rule: a name (also its [rules.NAME] table), a one-line description, one pure
+    evaluation that returns [] when all is well, and when that answer next changes by
+    itself (a threshold passing with no new mail), so that the store can wake the thread."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]: ...
+
+    def next_deadline(self, thread: ThreadView, ctx: RuleContext) -> datetime | None:
+        """The earliest instant after `ctx.now` at which `evaluate` may answer differently
+        with the same messages; None when only new mail can change it."""
+        ...

@@ -1,0 +1,187 @@
+"""The rules engine: finds the rules and runs every one of them over a thread."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from functools import cache
+from types import ModuleType
+from typing import NamedTuple
+
+from monitor.classify import author
+from monitor.config import AccountConfig
+from monitor.records import Automatic
+from rules.accounts import match_account
+from rules.base import Rule, RuleContext, ThreadView, Violation
+from rules.people import absence_changes
+
+__all__ = [
+    "Assessment",
+    "assess",
+    "discover",
+    "evaluate_thread",
+    "evaluate_threads",
+    "get_rule",
+    "next_deadline",
+    "registered_rules",
+    "rule_names",
+    "sort_key",
+]
+
+log = logging.getLogger(__name__)
+
+
+def discover(package: ModuleType | str) -> tuple[Rule, ...]:
+    """The rules a package holds: every module of it that exposes `RULE`, by rule name.
+
+    Adding a rule is adding one module; nothing else lists them.
+    """
+    if isinstance(package, str):
+        package = importlib.import_module(package)
+    found: dict[str, Rule] = {}
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        module = importlib.import_module(info.name)
+        rule = getattr(module, "RULE", None)
+        if rule is None:
+            continue
+        if rule.name in found:
+            raise RuntimeError(f"two rules are named {rule.name!r} (in {info.name})")
+        found[rule.name] = rule
+    return tuple(found[name] for name in sorted(found))
+
+
+@cache
+def registered_rules() -> tuple[Rule, ...]:
+    """The rules of the `rules` package, found once."""
+    return discover(__name__.rpartition(".")[0])
+
+
+def rule_names() -> tuple[str, ...]:
+    return tuple(rule.name for rule in registered_rules())
+
+
+def get_rule(name: str) -> Rule:
+    for rule in registered_rules():
+        if rule.name == name:
+            return rule
+    raise LookupError(f"no rule named {name!r} (rules: {', '.join(rule_names())})")
+
+
+def sort_key(violation: Violation) -> tuple[datetime, str, str, str]:
+    """product.md's order, (opened_at, thread_id), then rule and identity for stability."""
+    return violation.opened_at, violation.thread_id, violation.rule, violation.about
+
+
+def _as_of(thread: ThreadView, ctx: RuleContext) -> ThreadView:
+    """The thread as it stood at `now`: later messages are not known yet."""
+    messages = sorted(
+        (m for m in thread.messages if m.time <= ctx.now), key=lambda m: m.time
+    )  # stable: ties keep the stored order
+    if len(messages) == len(thread.messages) and all(
+        a is b for a, b in zip(messages, thread.messages, strict=True)
+    ):
+        return thread
+    return replace(thread, messages=tuple(messages))
+
+
+def _with_thread_absences(thread: ThreadView, ctx: RuleContext) -> RuleContext:
+    """Add the out-of-office replies of our people seen in this thread (the store may not
+    have passed them yet)."""
+    extra: dict[str, list[datetime]] = {}
+    for message in thread.messages:
+        if message.automatic is not Automatic.OUT_OF_OFFICE:
+            continue
+        who = author(message, ctx.policy)
+        if who and ctx.policy.is_internal(who):
+            extra.setdefault(who.lower(), []).append(message.time)
+    if not extra:
+        return ctx
+    seen = dict(ctx.out_of_office)
+    for who, times in extra.items():
+        seen[who] = tuple(sorted({*seen.get(who, ()), *times}))
+    return ctx.with_out_of_office(seen)
+
+
+class Assessment(NamedTuple):
+    """A thread's violations as of `now`, and when they next change with no new mail."""
+
+    violations: list[Violation]
+    next_deadline: datetime | None
+
+
+def _prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleContext]:
+    """Cut the thread at `now`, decide its account, add the absences it shows."""
+    thread = _as_of(thread, ctx)
+    policy = ctx.policy
+    account = match_account(
+        thread.messages,
+        ctx.config.accounts,
+        is_external=lambda addr: not policy.is_internal(addr),
+        arrived_in=thread.arrived_in,
+    )
+    assert account is None or isinstance(account, AccountConfig)
+    return thread, _with_thread_absences(thread, ctx.with_account(account))
+
+
+def _violations(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    found: list[Violation] = []
+    for rule in registered_rules():
+        try:
+            found.extend(rule.evaluate(thread, ctx))
+        except Exception:
+            log.exception("rule %s failed on thread %s", rule.name, thread.thread_id)
+    found.sort(key=sort_key)
+    return found
+
+
+def _next_deadline(
+    thread: ThreadView, ctx: RuleContext, violations: list[Violation]
+) -> datetime | None:
+    candidates: list[datetime] = []
+    for rule in registered_rules():
+        try:
+            deadline = rule.next_deadline(thread, ctx)
+        except Exception:
+            log.exception("rule %s failed on thread %s", rule.name, thread.thread_id)
+            continue
+        if deadline is not None:
+            candidates.append(deadline)
+    if violations:
+        # Whom to warn first follows the owner's absences.
+        candidates.extend(absence_changes(ctx, ctx.owner))
+    return min((t for t in candidates if t > ctx.now), default=None)
+
+
+def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
+    """Every violation of one thread as of `ctx.now` (open and resolved, in product order),
+    and the earliest later instant at which they may change if no new mail arrives.
+
+    Messages later than `now` are cut; the config in force is `ctx.config` whatever `now`.
+    The account decides the owner, calendar and SLA (the defaults without one). A rule that
+    fails is logged and skipped: one bad rule never stops the pass.
+    """
+    thread, ctx = _prepare(thread, ctx)
+    violations = _violations(thread, ctx)
+    return Assessment(violations, _next_deadline(thread, ctx, violations))
+
+
+def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    """Every violation of one thread as of `ctx.now`, open and resolved, in product order
+    (see `assess`)."""
+    return _violations(*_prepare(thread, ctx))
+
+
+def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:
+    """When the thread's violations may next change with no new mail (see `assess`)."""
+    return assess(thread, ctx).next_deadline
+
+
+def evaluate_threads(threads: Iterable[ThreadView], ctx: RuleContext) -> list[Violation]:
+    """evaluate_thread over many threads, merged in product order."""
+    found = [v for thread in threads for v in evaluate_thread(thread, ctx)]
+    found.sort(key=sort_key)
+    return found
