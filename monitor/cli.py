@@ -6,15 +6,28 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigErrors, PocwatchError
+from monitor.evaluation import (
+    Evaluation,
+    evaluate_store,
+    find_thread,
+    load_threads,
+    rule_context,
+    waited,
+)
+from monitor.explain import explain, format_duration
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.sync import MailboxResult, internal_policy, sync_all
+from rules.base import Violation
+from rules.engine import rule_names
 from rules.summary import ThreadSummary, summarize
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -51,7 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
     threads = commands.add_parser("threads", help="list the stored conversations")
     threads.add_argument("--account", metavar="NAME")
     threads.add_argument("--format", choices=("table", "json"), default="table")
+    violations = commands.add_parser(
+        "violations", help="the violations open as of a moment (default: now)"
+    )
+    violations.add_argument("--now", metavar="ISO8601", help=NOW_HELP)
+    violations.add_argument("--rule", metavar="RULE", help="only this rule")
+    violations.add_argument("--account", metavar="NAME", help="only this account")
+    violations.add_argument("--all", action="store_true", help="resolved ones too")
+    violations.add_argument("--format", choices=("table", "json"), default="table")
+    explained = commands.add_parser(
+        "explain", help="a thread's timeline, its SLA clock, and why each rule fired or not"
+    )
+    explained.add_argument("thread_id", metavar="THREAD_ID")
+    explained.add_argument("--now", metavar="ISO8601", help=NOW_HELP)
+    backtest = commands.add_parser(
+        "backtest", help="the violations the current rules would have opened over past days"
+    )
+    backtest.add_argument("--from", dest="start", metavar="DATE", required=True)
+    backtest.add_argument("--to", dest="end", metavar="DATE", required=True, help="inclusive")
+    backtest.add_argument("--format", choices=("table", "json"), default="table")
     return parser
+
+
+NOW_HELP = (
+    "evaluate as of this instant (ISO 8601; Z or an offset, UTC without either); "
+    "later messages are not taken into account"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("imapclient").setLevel(logging.WARNING)  # it logs protocol traffic
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)
     try:
+        now = parse_now(getattr(args, "now", None))
         config = load_config(args.config)
         if args.command == "check-config":
             return check_config(config, sys.stdout)
@@ -72,6 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_sync(config, args.mailbox, sys.stdout)
         if args.command == "threads":
             return list_threads(config, args.account, args.format, sys.stdout)
+        if args.command == "violations":
+            return list_violations(
+                config,
+                now,
+                rule=args.rule,
+                account=args.account,
+                include_resolved=args.all,
+                fmt=args.format,
+                out=sys.stdout,
+            )
+        if args.command == "explain":
+            return explain_thread(config, args.thread_id, now, sys.stdout)
+        if args.command == "backtest":
+            start, end = parse_day(args.start, "--from"), parse_day(args.end, "--to")
+            return run_backtest(config, start, end, now, args.format, sys.stdout)
     except ConfigErrors as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -215,6 +269,154 @@ def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> 
             widths={0: 36, 1: 40},
         )
     return EXIT_OK
+
+
+def parse_now(text: str | None) -> datetime:
+    """--now: ISO 8601 with Z or an offset; without either it means UTC. Default: the clock."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.strip())
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise UsageError(
+            f"--now: {text!r} is not an ISO 8601 time (such as 2026-11-20T14:05:00Z)"
+        ) from None
+
+
+def parse_day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option}: {text!r} is not a date (such as 2026-11-20)") from None
+
+
+def _check_filters(config: Config, rule: str | None, account: str | None) -> None:
+    if rule is not None and rule not in rule_names():
+        raise UsageError(f"unknown rule {rule!r} (rules: {', '.join(rule_names())})")
+    if account is not None and account not in {a.name for a in config.accounts}:
+        known = ", ".join(a.name for a in config.accounts) or "none configured"
+        raise UsageError(f"unknown account {account!r} (accounts: {known})")
+
+
+def list_violations(
+    config: Config,
+    now: datetime,
+    *,
+    rule: str | None,
+    account: str | None,
+    include_resolved: bool,
+    fmt: str,
+    out: TextIO,
+) -> int:
+    """Violations as of `now`: open ones, or every one with `include_resolved`."""
+    _check_filters(config, rule, account)
+    with MessageStore(open_database(config.monitor.database)) as store:
+        evaluation = evaluate_store(config, store, now)
+    found = [
+        v
+        for v in evaluation.violations
+        if (include_resolved or v.is_open)
+        and (rule is None or v.rule == rule)
+        and (account is None or v.account == account)
+    ]
+    if fmt == "json":
+        json.dump([v.as_json() for v in found], out, indent=2)
+        out.write("\n")
+    else:
+        _print_violations(found, evaluation, out)
+    return EXIT_OK
+
+
+def _print_violations(found: list[Violation], evaluation: Evaluation, out: TextIO) -> None:
+    ctx = evaluation.ctx
+    zone = ctx.config.monitor.tz
+    threads = {t.thread_id: t for t in evaluation.threads}
+    rows = []
+    for v in found:
+        clock = waited(v, threads, ctx)
+        if clock is None:
+            spent = "-"
+        else:
+            spent = format_duration(clock[0])
+            if clock[1]:
+                spent += f", {format_duration(clock[1])} over"
+        rows.append(
+            [
+                v.rule,
+                str(v.severity),
+                str(v.status),
+                v.account or "-",
+                v.owner or "-",
+                v.subject,
+                _local_time(v.opened_at, zone),
+                _local_time(v.due_at, zone),
+                spent,
+            ]
+        )
+    _print_table(
+        ["rule", "severity", "status", "account", "owner", "subject", "opened", "due", "waited"],
+        rows,
+        out,
+        widths={5: 34},
+    )
+    print(f"(times in {zone.key}; waited = business time, and how far past the SLA)", file=out)
+
+
+def explain_thread(config: Config, thread_id: str, now: datetime, out: TextIO) -> int:
+    with MessageStore(open_database(config.monitor.database)) as store:
+        threads = load_threads(store)
+        thread = find_thread(store, threads, thread_id)
+    out.write(explain(thread, rule_context(config, threads, now)))
+    return EXIT_OK
+
+
+def run_backtest(
+    config: Config, start: date, end: date, now: datetime, fmt: str, out: TextIO
+) -> int:
+    """What the current rules would have opened from `start` to `end` (inclusive days in
+    monitor.timezone), evaluated as of the end of `end` (or now): resolutions included."""
+    if end < start:
+        raise UsageError(f"--to {end} is before --from {start}")
+    zone = config.monitor.tz
+    try:
+        lo = datetime.combine(start, time(), tzinfo=zone).astimezone(UTC)
+        hi = datetime.combine(end + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"--from {start} --to {end}: dates out of range") from None
+    with MessageStore(open_database(config.monitor.database)) as store:
+        evaluation = evaluate_store(config, store, min(hi, now))
+    found = [v for v in evaluation.violations if lo <= v.opened_at < hi]
+    tally = Counter((v.rule, v.account) for v in found)
+    counts = sorted(tally.items(), key=lambda item: (item[0][0], item[0][1] is None, item[0][1]))
+    if fmt == "json":
+        json.dump(
+            {
+                "violations": [v.as_json() for v in found],
+                "counts": [
+                    {"rule": rule, "account": account, "count": count}
+                    for (rule, account), count in counts
+                ],
+            },
+            out,
+            indent=2,
+        )
+        out.write("\n")
+        return EXIT_OK
+    _print_violations(found, evaluation, out)
+    print(file=out)
+    _print_table(
+        ["rule", "account", "count"],
+        [[rule, account or "-", str(count)] for (rule, account), count in counts],
+        out,
+    )
+    return EXIT_OK
+
+
+def _local_time(value: datetime | None, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def iso_utc(value: datetime | None) -> str | None:

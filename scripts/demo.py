@@ -1,12 +1,16 @@
 """Demo: a private Dovecot with a week of shared-inbox traffic, then the real `pocwatch` CLI.
 
 Everything printed under a `$ pocwatch ...` line is what that command wrote, unedited.
+The thread to explain is chosen by asking the real CLI for `violations --all --format json`
+(not shown): the first conflict, else the first violation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -79,13 +83,35 @@ backup = "sam@example.com"
 """
 
 
+def _command() -> list[str]:
+    cli = REPO / ".venv" / "bin" / "pocwatch"
+    return [str(cli)] if cli.exists() else [sys.executable, "-m", "monitor.cli"]
+
+
 def run(workdir: Path, *args: str, env: dict[str, str]) -> int:
     """Run the real CLI and print exactly what it wrote."""
-    print(f"\n$ pocwatch {' '.join(args)}", flush=True)
-    cli = REPO / ".venv" / "bin" / "pocwatch"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "monitor.cli"]
-    done = subprocess.run([*command, *args], cwd=workdir, env=env, check=False)
+    print(f"\n$ {shlex.join(['pocwatch', *args])}", flush=True)
+    done = subprocess.run([*_command(), *args], cwd=workdir, env=env, check=False)
     return done.returncode
+
+
+def thread_to_explain(workdir: Path, env: dict[str, str]) -> str | None:
+    """Ask the real CLI (output not shown) which threads have violations; pick a conflict."""
+    done = subprocess.run(
+        [*_command(), "violations", "--all", "--format", "json"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        return None
+    found = json.loads(done.stdout)
+    conflicts = [v for v in found if v["rule"] == "conflicting_replies"]
+    chosen = (conflicts or found or [None])[0]
+    return chosen["thread_id"] if chosen else None
 
 
 def main() -> int:
@@ -118,8 +144,14 @@ def main() -> int:
             DEMO_SALES_PASSWORD=passwords["sales@example.com"],
         )
         status = 0
-        for command in (["check-config"], ["sync"], ["sync"], ["threads"]):
+        for command in (["check-config"], ["sync"], ["sync"], ["threads"], ["violations", "--all"]):
             status = run(workdir, *command, env=env) or status
+        thread_id = thread_to_explain(workdir, env)
+        if thread_id is None:
+            print("\nNo violation found: nothing to explain.")
+            status = status or 1
+        else:
+            status = run(workdir, "explain", thread_id, env=env) or status
     if args.keep:
         print(f"\nWork directory kept: {workdir}")
     else:

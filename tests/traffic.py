@@ -324,8 +324,10 @@ def demo_week(now: datetime) -> list[SeedMessage]:
         t + timedelta(minutes=1),
     )
 
-    # 6. Initech: a fresh question still waiting for an answer.
-    t = now - timedelta(hours=3)
+    # 6. Initech: a question from Friday lunchtime still waiting for an answer. Friday of the
+    #    demo week is always past, and the 3h warning threshold of a 4h SLA (09:00-17:30
+    #    London) falls that same afternoon, in summer time too: whenever the demo runs, it waits.
+    t = _at(monday, 4, 13, 5)
     put(
         sup,
         "INBOX",
