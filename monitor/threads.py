@@ -66,6 +66,16 @@ def base_subject(subject: str) -> str:
     and ticket systems put them; "Error in [core] module" keeps its middle. A subject that is
     nothing but tags keeps them, so "Re: [ACME-12]" does not fold to the empty string.
     """
+    folded = _fold_once(subject)
+    for _ in range(4):  # kept tags may themselves hold a prefix ("Re:[Fwd:]"): reach the fixpoint
+        again = _fold_once(folded)
+        if again == folded:
+            break
+        folded = again
+    return folded
+
+
+def _fold_once(subject: str) -> str:
     subject = _unwrap(subject)
     stripped = _strip_trailing(_LEAD_RE.sub("", subject))
     if not stripped.strip():

@@ -799,3 +799,8 @@ def test_a_long_thread_is_fast() -> None:
     threads = run(*messages)
     assert len(threads) == 20_001
     assert threads[0] == Thread("<m0>", tuple(f"<m{n}>" for n in range(20_000)))
+
+
+def test_base_subject_of_a_subject_made_of_prefixes_in_tags_is_stable() -> None:
+    folded = base_subject("Re:[Fwd:]")
+    assert base_subject(folded) == folded
