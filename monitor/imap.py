@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
+from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.response_parser import parse_fetch_response
+from imapclient.util import to_unicode
 
 from monitor.errors import AuthError, SecretError, TransientMailboxError
 
@@ -19,6 +24,7 @@ if TYPE_CHECKING:
     from monitor.config import MailboxConfig
 
 log = logging.getLogger(__name__)
+_TRAFFIC_LOG = logging.getLogger("imapclient.imaplib")  # where IMAPClient traces imaplib
 
 HEADER_ITEM = "BODY.PEEK[HEADER]"
 SNIPPET_BYTES = 2048
@@ -119,10 +125,8 @@ def _close(client: IMAPClient) -> None:
     try:
         client.logout()
     except (OSError, IMAPClientError):
-        try:
+        with contextlib.suppress(OSError, IMAPClientError):
             client.shutdown()
-        except (OSError, IMAPClientError):
-            pass
 
 
 class MailboxReader:
@@ -188,7 +192,7 @@ class MailboxReader:
     def fetch(self, uids: Sequence[int]) -> Iterator[RawMessage]:
         """Headers, a bounded snippet, INTERNALDATE, FLAGS and size for `uids` (BODY.PEEK)."""
         try:
-            response = self.client.fetch(list(uids), list(self.fetch_items))
+            response = self._fetch(uids)
         except IMAPClientError as exc:
             raise TransientMailboxError(self.name, f"fetch failed: {_reason(exc)}") from exc
         for uid in sorted(response):
@@ -209,6 +213,40 @@ class MailboxReader:
                 modseq=_first_int(data.get(b"MODSEQ")),
             )
 
+    def _fetch(self, uids: Sequence[int]) -> dict[int, dict[bytes, Any]]:
+        """IMAPClient.fetch(uids, fetch_items), the same dicts, with a faster parse.
+
+        imapclient's generic response parser costs about as much per message as everything
+        else in a backfill. Responses of the usual shape are split here; anything else goes
+        to imapclient's parser, so the result is the same either way.
+        """
+        if not uids:
+            return {}
+        client = self.client
+        items = "(" + " ".join(item.upper() for item in self.fetch_items) + ")"
+        message_set = ",".join(str(int(uid)) for uid in uids)
+        # The raw imaplib object behind IMAPClient: UID FETCH, untagged FETCH responses back.
+        imap = client._imap
+        # IMAPClient sets imaplib's debug level to 5 and sends its trace to a logger; imaplib
+        # formats every line and the repr() of every literal and of the whole response for it
+        # whether or not anything listens. Nobody listening: skip the formatting.
+        saved_debug = imap.debug
+        if not _TRAFFIC_LOG.isEnabledFor(logging.DEBUG):
+            imap.debug = 0
+        try:
+            typ, data = imap.uid("FETCH", message_set, items)
+        finally:
+            imap.debug = saved_debug
+        if typ != "OK":
+            raise IMAPClientError(f"fetch failed: {to_unicode(data[0])}")  # as IMAPClient says
+        if data == [None]:
+            return {}
+        response = _split_fetch(data, client.normalise_times)
+        if response is None:
+            response = parse_fetch_response(data, client.normalise_times, True)
+        # Drop unsolicited responses for other messages, as IMAPClient.fetch does.
+        return {uid: response[uid] for uid in map(int, uids) if uid in response}
+
     def flags(self, uids: Sequence[int]) -> dict[int, tuple[str, ...]]:
         if not uids:
             return {}
@@ -220,6 +258,119 @@ class MailboxReader:
             int(uid): tuple(_text(f) for f in data.get(b"FLAGS", ()))
             for uid, data in response.items()
         }
+
+
+# -- FETCH responses ------------------------------------------------------------------------
+
+_START = re.compile(rb"(\d+) \(")
+# One attribute and its value: a number, a quoted string without escapes, a flat list, NIL,
+# or a literal (which imaplib has already read: the "{size}" ends its line).
+_ATTRIBUTE = re.compile(
+    rb" ?([A-Za-z][A-Za-z0-9.\-]*(?:\[[^\]\r\n]*\](?:<\d+>)?)?)"
+    rb' (\d+|"[^"\\\r\n]*"|\([^()"{}\r\n]*\)|NIL|\{\d+\}\Z)',
+)
+
+
+def _split_fetch(data: list[Any], normalise_times: bool) -> dict[int, dict[bytes, Any]] | None:
+    """imaplib's FETCH responses as imapclient's parse_fetch_response gives them, or None.
+
+    None means a shape this fast path does not handle (nested lists, escaped strings, ...):
+    the caller then uses imapclient's parser on the same data.
+    """
+    parsed: dict[int, dict[bytes, Any]] = {}
+    count, at = len(data), 0
+    while at < count:
+        text, literal = _piece(data[at])
+        at += 1
+        start = _START.match(text)
+        if start is None:
+            return None
+        msg_id = seq = int(start[1])
+        values: dict[bytes, Any] = {b"SEQ": seq}
+        pos = start.end()
+        while True:
+            match = _ATTRIBUTE.match(text, pos)
+            if match is None:
+                if text[pos:] != b")":
+                    return None
+                break
+            key, raw = match[1].upper(), match[2]
+            pos = match.end()
+            first = raw[:1]
+            value: Any
+            if first == b"{":
+                if literal is None or len(literal) != int(raw[1:-1]) or at >= count:
+                    return None
+                value = literal
+                text, literal = _piece(data[at])
+                at += 1
+                pos = 0
+            elif first == b'"':
+                value = raw[1:-1]
+            elif first == b"(":
+                value = tuple(int(t) if t.isdigit() else t for t in raw[1:-1].split())
+            elif raw == b"NIL":
+                value = None
+            else:
+                value = int(raw)
+            if key == b"UID":
+                msg_id = value
+            elif key == b"INTERNALDATE":
+                values[key] = _internal_date(value, normalise_times)
+            else:
+                values[key] = value
+        if not isinstance(msg_id, int):
+            return None
+        parsed.setdefault(msg_id, {}).update(values)
+    return parsed
+
+
+_INTERNALDATE = re.compile(
+    rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(b"jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)
+}
+_ZONES: dict[bytes, timezone] = {}
+
+
+def _internal_date(value: Any, normalise_times: bool) -> datetime | None:
+    """What imapclient makes of an INTERNALDATE (RFC 3501 date-time), the usual form faster."""
+    match = _INTERNALDATE.fullmatch(value) if isinstance(value, bytes) else None
+    month = _MONTHS.get(match[2].lower()) if match else None
+    # "-0000" (zone unknown) comes back naive from imapclient: leave such rare forms to it.
+    if (
+        match is None
+        or month is None
+        or normalise_times
+        or match[7] + match[8] + match[9] == b"-0000"
+    ):
+        try:
+            parsed: datetime = parse_to_datetime(value, normalise=normalise_times)
+        except (TypeError, ValueError):
+            return None
+        return parsed
+    zone_key = match[7] + match[8] + match[9]
+    zone = _ZONES.get(zone_key)
+    if zone is None:
+        minutes = int(match[8]) * 60 + int(match[9])
+        zone = _ZONES[zone_key] = timezone(
+            timedelta(minutes=-minutes if match[7] == b"-" else minutes)
+        )
+    try:
+        return datetime(
+            int(match[3]), month, int(match[1]), int(match[4]), int(match[5]), int(match[6]),
+            tzinfo=zone,
+        )  # fmt: skip
+    except ValueError:
+        return None
+
+
+def _piece(item: Any) -> tuple[bytes, bytes | None]:
+    if isinstance(item, tuple) and len(item) == 2:
+        return bytes(item[0]), bytes(item[1])
+    return bytes(item), None
 
 
 def _text(value: bytes | str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from monitor.classify import InternalPolicy
 from monitor.config import Config, MailboxConfig
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 Connector = Callable[[MailboxConfig], object]
 Progress = Callable[[str, str, int, int], None]  # mailbox, folder, done, total
+T = TypeVar("T")
 
 
 @dataclass
@@ -115,7 +118,7 @@ def sync_mailbox(
     for attempt in range(1, options.attempts + 1):
         try:
             client = connector(mailbox)
-            with MailboxReader(mailbox.name, client) as reader:  # type: ignore[arg-type]
+            with MailboxReader(mailbox.name, client) as reader:
                 result.folders = [
                     _sync_folder(
                         reader,
@@ -209,14 +212,27 @@ def _ingest(
     progress: Progress | None,
     batch_size: int,
 ) -> None:
-    """Fetch in batches while the previous batch is parsed and stored (overlapped I/O)."""
+    """Fetch and parse in batches on a worker thread while the previous batch is stored.
+
+    Parsing sits with the fetch, off the storing thread, so it can run while the store waits
+    on the database or the network (neither holds the GIL).
+    """
     total, done = len(uids), 0
-    for batch in _prefetched(reader, uids, batch_size):
-        fetched = [_parsed(reader.name, folder, raw) for raw in batch]
+
+    def is_external(addr: str) -> bool:
+        return not policy.is_internal(addr)
+
+    def parsed(raw: RawMessage) -> FetchedMessage:
+        return _parsed(reader.name, folder, raw)
+
+    for batch in _prefetched(reader, uids, batch_size, parsed):
         stored = store.store_batch(
-            reader.name, folder, fetched, last_seen_uid=max(raw.uid for raw in batch)
+            reader.name,
+            folder,
+            batch,
+            last_seen_uid=max(f.uid for f in batch),
+            is_external=is_external,  # threaded in the same transaction
         )
-        store.assign_threads(lambda addr: not policy.is_internal(addr))
         result.fetched += len(batch)
         result.new_messages += stored.new_messages
         result.duplicates += stored.duplicates
@@ -246,24 +262,29 @@ def _parsed(mailbox: str, folder: str, raw: RawMessage) -> FetchedMessage:
 
 
 def _prefetched(
-    reader: MailboxReader, uids: Sequence[int], batch_size: int
-) -> Iterator[list[RawMessage]]:
-    """Yield fetched batches; the next one is fetched on a worker thread meanwhile.
+    reader: MailboxReader,
+    uids: Sequence[int],
+    batch_size: int,
+    prepare: Callable[[RawMessage], T],
+) -> Iterator[list[T]]:
+    """Yield fetched batches, each message passed through `prepare`; the next batch is
+    fetched and prepared on a worker thread meanwhile.
 
     The IMAP connection is used by that one thread only while this generator runs.
     """
-    batches = [list(uids[i : i + batch_size]) for i in range(0, len(uids), batch_size)]
-    if not batches:
+    starts = range(0, len(uids), batch_size)  # batches are sliced as they go: no second copy
+    if not starts:
         return
-    slots: queue.Queue[list[RawMessage] | BaseException | None] = queue.Queue(maxsize=2)
+    slots: queue.Queue[list[T] | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def worker() -> None:
         try:
-            for batch in batches:
+            for start in starts:
                 if stop.is_set():
                     return
-                slots.put(list(reader.fetch(batch)))
+                batch = uids[start : start + batch_size]
+                slots.put([prepare(raw) for raw in reader.fetch(batch)])
             slots.put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             slots.put(exc)
@@ -282,10 +303,8 @@ def _prefetched(
     finally:
         stop.set()
         while thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 slots.get(timeout=0.05)
-            except queue.Empty:
-                pass
         thread.join()
 
 

@@ -8,7 +8,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from monitor.records import Automatic, FetchedMessage, FolderState, MessageRecord, Thread
@@ -20,7 +33,12 @@ from monitor.storage.models import (
     ParticipantRow,
     ThreadRow,
 )
-from monitor.threads import base_subject, thread_messages
+from monitor.threads import (
+    base_subject,
+    has_reply_prefix,
+    subject_fallback_key,
+    thread_messages,
+)
 
 SAME_MESSAGE_SLACK = timedelta(
     hours=24
@@ -75,13 +93,13 @@ def _renamed_id(original: str, digest: str) -> str:
     return f"<dup.{tag[:32]}@pocwatch.invalid>"
 
 
-def _row_values(record: MessageRecord, digest: str) -> dict[str, object]:
+def _row_values(record: MessageRecord, digest: str, base: str) -> dict[str, object]:
     return {
         "message_id": record.message_id,
         "synthetic_id": record.synthetic_id,
         "fingerprint": digest,
         "subject": record.subject,
-        "base_subject": base_subject(record.subject)[:500],
+        "base_subject": base,
         "from_addr": record.from_addr,
         "from_name": record.from_name,
         "sender_addr": record.sender_addr,
@@ -256,123 +274,68 @@ class MessageStore:
     # -- messages ----------------------------------------------------------------------------
 
     def store_batch(
-        self, mailbox: str, folder: str, fetched: Sequence[FetchedMessage], *, last_seen_uid: int
+        self,
+        mailbox: str,
+        folder: str,
+        fetched: Sequence[FetchedMessage],
+        *,
+        last_seen_uid: int,
+        is_external: Callable[[str], bool] | None = None,
     ) -> StoredBatch:
         """Store one fetched batch and advance the folder's UID mark, in one transaction.
+
+        With `is_external`, the batch is also threaded in that transaction, exactly as
+        assign_threads would thread it right after: new messages go in with their thread id.
 
         Re-running it after a crash is harmless: messages are keyed by Message-ID (with a
         content check), locations by folder + UID.
         """
-        with Session(self.engine) as session, session.begin():
-            folder_row = self._folder_row(session, mailbox, folder)
-            new, dup, renamed, defects, pk_by_uid = self._store_messages(session, fetched)
+        with self.engine.begin() as conn:
+            folder_pk, seen_uid, window_start = _folder(conn, mailbox, folder)
+            batch = _dedupe(conn, fetched)
+            plan = None
+            if is_external is not None:
+                new = [
+                    _Member(None, record, batch.bases[mid], None)
+                    for mid, record in batch.pending.items()
+                ]
+                plan = _plan_threads(conn, new, is_external)
+            defects = _insert_new(conn, batch, plan.thread_of if plan else {})
+            pk_by_uid = {
+                f.uid: batch.existing[mid][0]
+                for f, mid in zip(fetched, batch.target_of, strict=True)
+            }
             known = set(
-                session.scalars(
+                conn.scalars(
                     select(LocationRow.uid).where(
-                        LocationRow.folder_pk == folder_row.id,
+                        LocationRow.folder_pk == folder_pk,
                         LocationRow.uid.in_([f.uid for f in fetched]),
                     )
                 )
             )
             locations = [
                 {
-                    "folder_pk": folder_row.id,
+                    "folder_pk": folder_pk,
                     "uid": f.uid,
                     "message_pk": pk_by_uid[f.uid],
                     "flags": list(f.flags),
-                    "answered": any(flag.lower() == ANSWERED for flag in f.flags),
+                    "answered": ANSWERED in map(str.lower, f.flags),
                 }
                 for f in fetched
                 if f.uid not in known
             ]
             if locations:
-                session.execute(insert(LocationRow), locations)
-            folder_row.last_seen_uid = max(folder_row.last_seen_uid, last_seen_uid)
-            if folder_row.window_start is None:
-                folder_row.window_start = min(
-                    (f.record.internal_date for f in fetched), default=None
-                )
-        return StoredBatch(new, dup, renamed, defects)
-
-    def _store_messages(
-        self, session: Session, fetched: Sequence[FetchedMessage]
-    ) -> tuple[int, int, int, int, dict[int, int]]:
-        records = [_capped(f.record) for f in fetched]
-        wanted = {r.message_id for r in records}
-        existing: dict[str, tuple[int, str | None, str, datetime]] = {}
-        for chunk in _chunks(sorted(wanted), 500):
-            for pk, mid, frm, subj, when in session.execute(
-                select(
-                    MessageRow.id,
-                    MessageRow.message_id,
-                    MessageRow.from_addr,
-                    MessageRow.subject,
-                    MessageRow.time,
-                ).where(MessageRow.message_id.in_(chunk))
-            ):
-                existing[mid] = (pk, frm, subj, when)
-
-        pending: dict[str, MessageRecord] = {}
-        target_of: list[str] = []
-        dup = renamed = 0
-        for record in records:
-            digest = fingerprint(record)
-            mid = record.message_id
-            holder = existing.get(mid)
-            queued = pending.get(mid)
-            clash = (holder is not None and not _same_message(*holder[1:], record)) or (
-                queued is not None
-                and not _same_message(queued.from_addr, queued.subject, queued.time, record)
-            )
-            if clash:
-                mid = _renamed_id(mid, digest)
-                renamed += 1
-                record = _as_renamed(record, mid)
-                if mid not in existing:
-                    row = session.execute(
-                        select(
-                            MessageRow.id, MessageRow.from_addr, MessageRow.subject, MessageRow.time
-                        ).where(MessageRow.message_id == mid)
-                    ).first()
-                    if row is not None:
-                        existing[mid] = (row[0], row[1], row[2], row[3])
-            if mid in existing or mid in pending:
-                dup += 1
-            else:
-                pending[mid] = record
-            target_of.append(mid)
-
-        defects = 0
-        if pending:
-            values = [_row_values(r, fingerprint(r)) for r in pending.values()]
-            inserted = session.execute(
-                insert(MessageRow).returning(
-                    MessageRow.id, MessageRow.message_id, sort_by_parameter_order=True
-                ),
-                values,
-            ).all()
-            refs: list[dict[str, object]] = []
-            people: list[dict[str, object]] = []
-            for pk, mid in inserted:
-                record = pending[mid]
-                existing[mid] = (pk, record.from_addr, record.subject, record.time)
-                defects += bool(record.defects)
-                for ref in dict.fromkeys((*record.references, *record.in_reply_to)):
-                    refs.append({"message_pk": pk, "ref_id": ref})
-                for role, addrs in (
-                    ("from", (record.from_addr,)),
-                    ("sender", (record.sender_addr,)),
-                    ("to", record.to_addrs),
-                    ("cc", record.cc_addrs),
-                ):
-                    for addr in dict.fromkeys(a for a in addrs if a):
-                        people.append({"message_pk": pk, "address": addr[:320], "role": role})
-            if refs:
-                session.execute(insert(MessageRefRow), refs)
-            if people:
-                session.execute(insert(ParticipantRow), people)
-        pk_by_uid = {f.uid: existing[mid][0] for f, mid in zip(fetched, target_of, strict=True)}
-        return len(pending), dup, renamed, defects, pk_by_uid
+                conn.execute(insert(LocationRow), locations)
+            if plan is not None:
+                plan.write(conn)
+            changes: dict[str, object] = {}
+            if last_seen_uid > seen_uid:
+                changes["last_seen_uid"] = last_seen_uid
+            if window_start is None and fetched:
+                changes["window_start"] = min(f.record.internal_date for f in fetched)
+            if changes:
+                conn.execute(update(FolderRow).where(FolderRow.id == folder_pk).values(changes))
+        return StoredBatch(len(batch.pending), batch.dup, batch.renamed, defects)
 
     def update_flags(
         self, mailbox: str, folder: str, flags_by_uid: dict[int, tuple[str, ...]]
@@ -409,80 +372,12 @@ class MessageStore:
         Only the threads the new messages can touch are loaded and rebuilt. Returns the number
         of messages newly threaded.
         """
-        with Session(self.engine) as session, session.begin():
-            fresh = list(session.scalars(select(MessageRow).where(MessageRow.thread_id.is_(None))))
-            if not fresh:
+        with self.engine.begin() as conn:
+            plan = _plan_threads(conn, [], is_external)
+            if plan is None:
                 return 0
-            related = self._related_thread_ids(session, fresh)
-            members = list(fresh)
-            for chunk in _chunks(sorted(related), 500):
-                members.extend(
-                    session.scalars(select(MessageRow).where(MessageRow.thread_id.in_(chunk)))
-                )
-            by_id = {row.message_id: row for row in members}
-            threads = thread_messages((record_from_row(r) for r in by_id.values()), is_external)
-            for chunk in _chunks(sorted(related), 500):
-                session.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
-            thread_rows = []
-            for thread in threads:
-                rows = [by_id[mid] for mid in thread.message_ids]
-                for row in rows:
-                    if row.thread_id != thread.thread_id:
-                        row.thread_id = thread.thread_id
-                thread_rows.append(
-                    {
-                        "thread_id": thread.thread_id,
-                        "subject": rows[0].subject,
-                        "first_at": rows[0].time,
-                        "last_at": rows[-1].time,
-                        "message_count": len(rows),
-                    }
-                )
-            session.flush()
-            # A thread id can also name a thread we did not load (a root shared by coincidence
-            # is impossible, but stay safe): replace rather than collide.
-            ids = [t["thread_id"] for t in thread_rows]
-            for chunk in _chunks(ids, 500):
-                session.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
-            session.execute(insert(ThreadRow), thread_rows)
-            return len(fresh)
-
-    def _related_thread_ids(self, session: Session, fresh: list[MessageRow]) -> set[str]:
-        """Thread ids of stored messages that a fresh message may link to."""
-        ids = {r.message_id for r in fresh}
-        refs = {ref for r in fresh for ref in (*r.references, *r.in_reply_to)}
-        links = ids | refs
-        index_roots = {r.thread_index_root for r in fresh if r.thread_index_root}
-        thrids = {r.gm_thrid for r in fresh if r.gm_thrid is not None}
-        subjects = {r.base_subject for r in fresh if r.base_subject}
-        related: set[str] = set()
-
-        def collect(stmt: object) -> None:
-            related.update(t for t in session.scalars(stmt) if t)  # type: ignore[call-overload]
-
-        for chunk in _chunks(sorted(links), 400):
-            collect(select(MessageRow.thread_id).where(MessageRow.message_id.in_(chunk)))
-            collect(
-                select(MessageRow.thread_id)
-                .join(MessageRefRow, MessageRefRow.message_pk == MessageRow.id)
-                .where(MessageRefRow.ref_id.in_(chunk))
-            )
-        for chunk in _chunks(sorted(index_roots), 400):
-            collect(select(MessageRow.thread_id).where(MessageRow.thread_index_root.in_(chunk)))
-        for chunk in _chunks(sorted(thrids), 400):
-            collect(select(MessageRow.thread_id).where(MessageRow.gm_thrid.in_(chunk)))
-        if subjects:
-            low = min(r.time for r in fresh) - SUBJECT_REACH
-            high = max(r.time for r in fresh) + SUBJECT_REACH
-            for chunk in _chunks(sorted(subjects), 400):
-                collect(
-                    select(MessageRow.thread_id).where(
-                        MessageRow.base_subject.in_(chunk),
-                        MessageRow.time >= low,
-                        MessageRow.time <= high,
-                    )
-                )
-        return related
+            plan.write(conn)
+            return plan.fresh
 
     def threads(self, *, thread_ids: Iterable[str] | None = None) -> list[StoredThread]:
         """Stored threads with their messages, oldest activity first."""
@@ -535,7 +430,7 @@ class MessageStore:
             )
             grouped: dict[str, list[str]] = {}
             for tid, mid in rows:
-                grouped.setdefault(tid, []).append(mid)
+                grouped.setdefault(tid or "", []).append(mid)
         return [Thread(tid, tuple(mids)) for tid, mids in grouped.items()]
 
     def thread_count(self) -> int:
@@ -558,6 +453,396 @@ class MessageStore:
         with Session(self.engine) as session, session.begin():
             session.execute(update(MessageRow).values(thread_id=None))
             session.execute(delete(ThreadRow))
+
+
+# What threading reads of a message: the rest (snippet, defects, ...) stays in the table.
+_THREADING_COLUMNS = (
+    MessageRow.id,
+    MessageRow.message_id,
+    MessageRow.subject,
+    MessageRow.base_subject,
+    MessageRow.from_addr,
+    MessageRow.to_addrs,
+    MessageRow.cc_addrs,
+    MessageRow.time,
+    MessageRow.in_reply_to,
+    MessageRow.references,
+    MessageRow.thread_index_root,
+    MessageRow.gm_thrid,
+    MessageRow.thread_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """A message as threading sees it, with its row id (None: not inserted yet) and thread."""
+
+    pk: int | None
+    record: MessageRecord
+    base_subject: str
+    thread_id: str | None
+
+
+def _members(conn: Connection, stmt: Executable) -> list[_Member]:
+    return [
+        _Member(
+            pk=pk,
+            record=MessageRecord(
+                message_id=mid,
+                subject=subject,
+                from_addr=from_addr,
+                internal_date=when,
+                time=when,
+                to_addrs=tuple(to_addrs),
+                cc_addrs=tuple(cc_addrs),
+                in_reply_to=tuple(in_reply_to),
+                references=tuple(references),
+                thread_index_root=thread_index_root,
+                gm_thrid=gm_thrid,
+            ),
+            base_subject=base,
+            thread_id=tid,
+        )
+        for (
+            pk,
+            mid,
+            subject,
+            base,
+            from_addr,
+            to_addrs,
+            cc_addrs,
+            when,
+            in_reply_to,
+            references,
+            thread_index_root,
+            gm_thrid,
+            tid,
+        ) in conn.execute(stmt)
+    ]
+
+
+def _load_threads(
+    conn: Connection, thread_ids: Iterable[str], loaded: dict[str, _Member], done: set[str]
+) -> list[_Member]:
+    """Add the members of the given threads not loaded yet to `loaded`; return them."""
+    wanted = sorted(set(thread_ids) - done)
+    done.update(wanted)
+    added = []
+    for chunk in _chunks(wanted, 500):
+        stmt = select(*_THREADING_COLUMNS).where(MessageRow.thread_id.in_(chunk))
+        for member in _members(conn, stmt):
+            if member.record.message_id not in loaded:
+                loaded[member.record.message_id] = member
+                added.append(member)
+    return added
+
+
+def _linked_thread_ids(conn: Connection, fresh: list[_Member]) -> set[str]:
+    """Thread ids of stored messages that share an id, a reference, a Thread-Index or a
+    X-GM-THRID with a fresh message."""
+    ids = {m.record.message_id for m in fresh}
+    refs = {ref for m in fresh for ref in (*m.record.references, *m.record.in_reply_to)}
+    links = ids | refs
+    index_roots = {m.record.thread_index_root for m in fresh if m.record.thread_index_root}
+    thrids = {m.record.gm_thrid for m in fresh if m.record.gm_thrid is not None}
+    related: set[str] = set()
+
+    def collect(stmt: Select[str | None]) -> None:
+        related.update(t for t in conn.scalars(stmt) if t)
+
+    # A fresh message's own id names no threaded row (it is new, or stored unthreaded).
+    for chunk in _chunks(sorted(refs - ids), 400):
+        collect(select(MessageRow.thread_id).where(MessageRow.message_id.in_(chunk)))
+    for chunk in _chunks(sorted(links), 400):
+        collect(
+            select(MessageRow.thread_id)
+            .join(MessageRefRow, MessageRefRow.message_pk == MessageRow.id)
+            .where(MessageRefRow.ref_id.in_(chunk))
+        )
+    for chunk in _chunks(sorted(index_roots), 400):
+        collect(select(MessageRow.thread_id).where(MessageRow.thread_index_root.in_(chunk)))
+    for thrid_chunk in _chunks(sorted(thrids), 400):
+        collect(select(MessageRow.thread_id).where(MessageRow.gm_thrid.in_(thrid_chunk)))
+    return related
+
+
+def _load_subject_threads(
+    conn: Connection,
+    fresh: list[_Member],
+    subjects: set[str],
+    loaded: dict[str, _Member],
+    done: set[str],
+) -> None:
+    """Load the stored threads the subject rule may weigh for the fresh messages' subjects.
+
+    The rule only ever joins a message with a reply or forward prefix and no usable references
+    (a candidate) to an earlier thread holding its base subject and active within reach. So
+    for each fresh base subject some candidate may join by (a fresh one, one loaded already,
+    or a stored one that a fresh message precedes and so may now draw elsewhere), the threads
+    holding it and active within reach are loaded; a subject no candidate uses loads nothing,
+    however common it is.
+    """
+    earliest = min(m.record.time for m in fresh)
+    low = min(m.record.time for m in loaded.values()) - SUBJECT_REACH
+    high = max(m.record.time for m in loaded.values()) + SUBJECT_REACH
+    keys: set[str] = set()
+    for chunk in _chunks(sorted(subjects), 400):
+        # Stored candidates a fresh message precedes. SQL keeps the rows that can hold a
+        # prefix (a colon, or "(fw" at the end) and no usable reference; has_reply_prefix
+        # decides. `|| ''` keeps the base_subject index out: a common subject ("invoice")
+        # would visit every message that ever had it, while the time range is narrow when
+        # mail comes in date order.
+        rows = conn.execute(
+            select(MessageRow.thread_id, MessageRow.subject, MessageRow.base_subject).where(
+                (MessageRow.base_subject + "").in_(chunk),
+                MessageRow.time >= earliest,
+                MessageRow.time <= high,
+                MessageRow.thread_id.is_not(None),
+                or_(
+                    MessageRow.subject.contains(":"),
+                    MessageRow.subject.contains("\uff1a"),
+                    MessageRow.subject.ilike("%(fw%"),
+                ),
+                ~exists().where(
+                    MessageRefRow.message_pk == MessageRow.id,
+                    MessageRefRow.ref_id != MessageRow.message_id,
+                    MessageRefRow.ref_id != "",
+                ),
+            )
+        )
+        later = [(tid, base) for tid, subject, base in rows if tid and has_reply_prefix(subject)]
+        keys.update(base for _tid, base in later)
+        _load_threads(conn, (tid for tid, _base in later), loaded, done)
+    keys.update(
+        m.base_subject
+        for m in loaded.values()
+        if m.base_subject in subjects and subject_fallback_key(m.record) is not None
+    )
+    searched: set[str] = set()
+    while keys - searched:
+        new = sorted(keys - searched)
+        searched.update(new)
+        thread_ids: set[str] = set()
+        for chunk in _chunks(new, 400):
+            thread_ids.update(
+                conn.scalars(
+                    select(ThreadRow.thread_id)
+                    .join(MessageRow, MessageRow.thread_id == ThreadRow.thread_id)
+                    .where(
+                        MessageRow.base_subject.in_(chunk),
+                        MessageRow.time <= high,
+                        ThreadRow.last_at >= low,
+                    )
+                )
+            )
+        for member in _load_threads(conn, thread_ids, loaded, done):
+            if member.base_subject in subjects and subject_fallback_key(member.record):
+                keys.add(member.base_subject)
+
+
+@dataclass(slots=True)
+class _ThreadPlan:
+    """What threading a batch decided: written by write(), new messages carry thread_of."""
+
+    loaded: dict[str, _Member]
+    loaded_threads: set[str]
+    threads: list[Thread]
+    fresh: int
+    thread_of: dict[str, str]  # Message-ID -> thread id, for messages not inserted yet
+
+    def write(self, conn: Connection) -> None:
+        for chunk in _chunks(sorted(self.loaded_threads), 500):
+            conn.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
+        moved: list[dict[str, object]] = []
+        thread_rows = []
+        for thread in self.threads:
+            members = [self.loaded[mid] for mid in thread.message_ids]
+            for member in members:
+                if member.pk is not None and member.thread_id != thread.thread_id:
+                    moved.append({"pk": member.pk, "tid": thread.thread_id})
+            first, last = members[0].record, members[-1].record
+            thread_rows.append(
+                {
+                    "thread_id": thread.thread_id,
+                    "subject": first.subject,
+                    "first_at": first.time,
+                    "last_at": last.time,
+                    "message_count": len(members),
+                }
+            )
+        if moved:
+            conn.execute(
+                update(MessageRow)
+                .where(MessageRow.id == bindparam("pk"))
+                .values(thread_id=bindparam("tid")),
+                moved,
+            )
+        # A thread id can also name a thread we did not load (a root shared by coincidence
+        # is impossible, but stay safe): replace rather than collide.
+        ids = [thread.thread_id for thread in self.threads]
+        for chunk in _chunks(ids, 500):
+            conn.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
+        conn.execute(insert(ThreadRow), thread_rows)
+
+
+def _plan_threads(
+    conn: Connection, new: list[_Member], is_external: Callable[[str], bool]
+) -> _ThreadPlan | None:
+    """Thread `new` (not inserted yet) and every stored message without a thread, with the
+    stored threads they can touch; None when there is nothing to thread."""
+    fresh = new + _members(conn, select(*_THREADING_COLUMNS).where(MessageRow.thread_id.is_(None)))
+    if not fresh:
+        return None
+    loaded = {m.record.message_id: m for m in fresh}
+    loaded_threads: set[str] = set()
+    _load_threads(conn, _linked_thread_ids(conn, fresh), loaded, loaded_threads)
+    subjects = {m.base_subject for m in fresh if m.base_subject}
+    if subjects:
+        _load_subject_threads(conn, fresh, subjects, loaded, loaded_threads)
+    threads = thread_messages((m.record for m in loaded.values()), is_external)
+    thread_of = {
+        mid: thread.thread_id
+        for thread in threads
+        for mid in thread.message_ids
+        if loaded[mid].pk is None
+    }
+    return _ThreadPlan(loaded, loaded_threads, threads, len(fresh), thread_of)
+
+
+def _folder(conn: Connection, mailbox: str, folder: str) -> tuple[int, int, datetime | None]:
+    """The folder's row id, UID mark and window start; the row is made when missing."""
+    row = conn.execute(
+        select(FolderRow.id, FolderRow.last_seen_uid, FolderRow.window_start).where(
+            FolderRow.mailbox == mailbox, FolderRow.name == folder
+        )
+    ).first()
+    if row is not None:
+        return row[0], row[1], row[2]
+    pk = conn.execute(
+        insert(FolderRow)
+        .values(mailbox=mailbox, name=folder, last_seen_uid=0)
+        .returning(FolderRow.id)
+    ).scalar_one()
+    return pk, 0, None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A fetched batch sorted out against the store: which messages are new, and where each
+    fetched one goes."""
+
+    existing: dict[str, tuple[int, str | None, str, datetime]]  # mid -> pk, from, subj, time
+    pending: dict[str, MessageRecord]  # new messages by (possibly renamed) Message-ID
+    digests: dict[str, str]
+    bases: dict[str, str]  # their base subjects, as stored
+    target_of: list[str]  # per fetched message, the Message-ID it is stored under
+    dup: int
+    renamed: int
+
+
+def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
+    records = [_capped(f.record) for f in fetched]
+    wanted = {r.message_id for r in records}
+    existing: dict[str, tuple[int, str | None, str, datetime]] = {}
+    for chunk in _chunks(sorted(wanted), 500):
+        for pk, mid, frm, subj, when in conn.execute(
+            select(
+                MessageRow.id,
+                MessageRow.message_id,
+                MessageRow.from_addr,
+                MessageRow.subject,
+                MessageRow.time,
+            ).where(MessageRow.message_id.in_(chunk))
+        ):
+            existing[mid] = (pk, frm, subj, when)
+
+    pending: dict[str, MessageRecord] = {}
+    digests: dict[str, str] = {}
+    target_of: list[str] = []
+    dup = renamed = 0
+    for record in records:
+        digest = fingerprint(record)
+        mid = record.message_id
+        holder = existing.get(mid)
+        queued = pending.get(mid)
+        clash = (holder is not None and not _same_message(*holder[1:], record)) or (
+            queued is not None
+            and not _same_message(queued.from_addr, queued.subject, queued.time, record)
+        )
+        if clash:
+            mid = _renamed_id(mid, digest)
+            renamed += 1
+            record = _as_renamed(record, mid)
+            if mid not in existing:
+                row = conn.execute(
+                    select(
+                        MessageRow.id, MessageRow.from_addr, MessageRow.subject, MessageRow.time
+                    ).where(MessageRow.message_id == mid)
+                ).first()
+                if row is not None:
+                    existing[mid] = (row[0], row[1], row[2], row[3])
+        if mid in existing or mid in pending:
+            dup += 1
+        else:
+            pending[mid] = record
+            digests[mid] = digest  # a renamed copy keeps From, Subject and Date
+        target_of.append(mid)
+    bases = {mid: base_subject(record.subject)[:500] for mid, record in pending.items()}
+    return _Batch(existing, pending, digests, bases, target_of, dup, renamed)
+
+
+def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> int:
+    """Insert the batch's new messages (with their thread when known), their references and
+    participants; record their row ids in batch.existing. Returns how many have defects."""
+    if not batch.pending:
+        return 0
+    values = []
+    for mid, record in batch.pending.items():
+        row = _row_values(record, batch.digests[mid], batch.bases[mid])
+        row["thread_id"] = thread_of.get(mid)
+        values.append(row)
+    pk_of: dict[str, int] = {}
+    if conn.dialect.name == "sqlite":
+        # One multi-row INSERT .. RETURNING per page: rows may come back in any order, they
+        # carry their Message-ID (asking for parameter order makes SQLAlchemy send one
+        # statement per row).
+        returning = insert(MessageRow).returning(MessageRow.id, MessageRow.message_id)
+        pk_of.update((mid, pk) for pk, mid in conn.execute(returning, values))
+    else:
+        # PostgreSQL plans a 500-row VALUES list slowly (several times the cost measured);
+        # a pipelined executemany, then one SELECT for the new ids, is much faster there.
+        conn.execute(insert(MessageRow), values)
+        for chunk in _chunks(list(batch.pending), 500):
+            pk_of.update(
+                (mid, pk)
+                for pk, mid in conn.execute(
+                    select(MessageRow.id, MessageRow.message_id).where(
+                        MessageRow.message_id.in_(chunk)
+                    )
+                )
+            )
+    refs: list[dict[str, object]] = []
+    people: list[dict[str, object]] = []
+    defects = 0
+    for mid, record in batch.pending.items():
+        pk = pk_of[mid]
+        batch.existing[mid] = (pk, record.from_addr, record.subject, record.time)
+        defects += bool(record.defects)
+        for ref in dict.fromkeys((*record.references, *record.in_reply_to)):
+            refs.append({"message_pk": pk, "ref_id": ref})
+        for role, addrs in (
+            ("from", (record.from_addr,)),
+            ("sender", (record.sender_addr,)),
+            ("to", record.to_addrs),
+            ("cc", record.cc_addrs),
+        ):
+            for addr in dict.fromkeys(a for a in addrs if a):
+                people.append({"message_pk": pk, "address": addr[:320], "role": role})
+    if refs:
+        conn.execute(insert(MessageRefRow), refs)
+    if people:
+        conn.execute(insert(ParticipantRow), people)
+    return defects
 
 
 def _as_renamed(record: MessageRecord, new_id: str) -> MessageRecord:
