@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.classify import author, direction
 from monitor.config import AccountConfig, CalendarConfig
 from monitor.records import Automatic, Direction
-from rules.accounts import match_account
 from rules.base import RuleContext, Status, ThreadView, Violation
 from rules.conflicting_replies import conflicts
-from rules.engine import evaluate_thread, registered_rules
+from rules.engine import evaluate_thread, prepare, registered_rules
 from rules.people import is_absent, same_person
 from rules.unacknowledged import thresholds, waits
 
@@ -109,34 +108,10 @@ class Explanation:
     admins: tuple[str, ...]
 
 
-def _prepared(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleContext]:
-    """The thread cut at `now` and the context narrowed to its account, as the engine does
-    (the engine's own violations are taken from `evaluate_thread`; this feeds the details)."""
-    messages = tuple(
-        sorted((m for m in thread.messages if m.time <= ctx.now), key=lambda m: m.time)
-    )
-    cut = replace(thread, messages=messages)
-    policy = ctx.policy
-    account = match_account(
-        cut.messages,
-        ctx.config.accounts,
-        is_external=lambda addr: not policy.is_internal(addr),
-        arrived_in=cut.arrived_in,
-    )
-    assert account is None or isinstance(account, AccountConfig)
-    seen = {who: set(times) for who, times in ctx.out_of_office.items()}
-    for message in cut.messages:
-        who = author(message, policy)
-        if message.automatic is Automatic.OUT_OF_OFFICE and who and policy.is_internal(who):
-            seen.setdefault(who.lower(), set()).add(message.time)
-    absences = {who: tuple(sorted(times)) for who, times in seen.items()}
-    return cut, ctx.with_account(account).with_out_of_office(absences)
-
-
 def explanation(thread: ThreadView, ctx: RuleContext) -> Explanation:
     """Explain one thread as of `ctx.now` (ctx as built for the whole store: no account)."""
     violations = evaluate_thread(thread, ctx)
-    cut, ctx = _prepared(thread, ctx)
+    cut, ctx = prepare(thread, ctx)
     number = {m.message_id: i for i, m in enumerate(cut.messages, 1)}
     found = waits(cut, ctx)
     acknowledges: dict[str, int] = {}

@@ -113,7 +113,7 @@ class Assessment(NamedTuple):
     next_deadline: datetime | None
 
 
-def _prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleContext]:
+def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleContext]:
     """Cut the thread at `now`, decide its account, add the absences it shows."""
     thread = _as_of(thread, ctx)
     policy = ctx.policy
@@ -164,7 +164,7 @@ def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
     The account decides the owner, calendar and SLA (the defaults without one). A rule that
     fails is logged and skipped: one bad rule never stops the pass.
     """
-    thread, ctx = _prepare(thread, ctx)
+    thread, ctx = prepare(thread, ctx)
     violations = _violations(thread, ctx)
     return Assessment(violations, _next_deadline(thread, ctx, violations))
 
@@ -172,7 +172,7 @@ def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
 def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
     """Every violation of one thread as of `ctx.now`, open and resolved, in product order
     (see `assess`)."""
-    return _violations(*_prepare(thread, ctx))
+    return _violations(*prepare(thread, ctx))
 
 
 def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:
