@@ -16,6 +16,7 @@ from monitor.config import Config, load_config
 from monitor.errors import ConfigErrors, PocwatchError
 from monitor.evaluation import (
     Evaluation,
+    evaluate_incremental,
     evaluate_store,
     find_thread,
     load_threads,
@@ -25,6 +26,7 @@ from monitor.evaluation import (
 from monitor.explain import explain, format_duration
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
+from monitor.storage.violations import ViolationStore
 from monitor.sync import MailboxResult, internal_policy, sync_all
 from rules.base import Violation
 from rules.engine import rule_names
@@ -157,13 +159,14 @@ def run_sync(config: Config, mailboxes: list[str] | None, out: TextIO) -> int:
         if name not in known:
             raise UsageError(f"unknown mailbox {name!r} (known: {', '.join(sorted(known))})")
     progress = _ProgressBar(sys.stderr) if out.isatty() else None
+    now = datetime.now(UTC)
     with MessageStore(open_database(config.monitor.database)) as store:
-        results = sync_all(
-            config, store, now=datetime.now(UTC), mailboxes=mailboxes, progress=progress
-        )
+        results = sync_all(config, store, now=now, mailboxes=mailboxes, progress=progress)
         if progress:
             progress.finish()
-        summary = _summary_line(results, store)
+        violations = ViolationStore(store.engine)
+        evaluate_incremental(config, store, violations, now)
+        summary = _summary_line(results, store) + f"; {violations.open_count()} violation(s) open"
     for result in results:
         if result.error:
             print(f"pocwatch: {result.error}", file=sys.stderr)

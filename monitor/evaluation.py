@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,11 +12,15 @@ from monitor.config import Config
 from monitor.errors import ThreadNotFound
 from monitor.records import Automatic
 from monitor.storage.messages import MessageStore, StoredThread
+from monitor.storage.violations import ThreadCheck, Transitions, ViolationStore
 from rules.base import RuleContext, ThreadView, Violation
-from rules.engine import evaluate_threads, sort_key
+from rules.engine import assess, evaluate_threads, sort_key
 
 __all__ = [
     "Evaluation",
+    "IncrementalResult",
+    "evaluate_full",
+    "evaluate_incremental",
     "evaluate_store",
     "find_thread",
     "load_threads",
@@ -122,3 +127,98 @@ def waited(
     calendar = ctx.with_account(account).calendar
     end = violation.resolved_at or ctx.now
     return calendar.between(start, end), calendar.between(violation.due_at, end)
+
+
+# -- incremental evaluation into the violation store ---------------------------------------
+
+SHARED = "context"  # evaluation_state: the config and the absences every thread depends on
+LAST_NOW = "last_now"  # evaluation_state: the instant of the last pass
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementalResult:
+    """What one pass into the violation store did: how many threads it evaluated (and
+    whether that was every thread), and the transitions it recorded."""
+
+    touched_threads: int
+    transitions: Transitions
+    full: bool = False
+
+
+def _shared_digest(config: Config, absences: Mapping[str, tuple[datetime, ...]]) -> str:
+    """What every thread's answer depends on besides its own messages: the config in force
+    and the out-of-office replies of our people seen anywhere up to `now`."""
+    seen = sorted((who, tuple(t.isoformat() for t in times)) for who, times in absences.items())
+    return hashlib.sha256(f"{config!r}\n{seen!r}".encode()).hexdigest()
+
+
+def _next_check(thread: ThreadView, deadline: datetime | None, now: datetime) -> datetime | None:
+    """When to evaluate the thread again with no change to it: its next deadline, or the
+    first stored message later than `now` (cut from this evaluation), whichever is first."""
+    later = [m.time for m in thread.messages if m.time > now]
+    candidates = [t for t in (deadline, min(later, default=None)) if t is not None]
+    return min(candidates, default=None)
+
+
+def _evaluate_into(
+    config: Config,
+    store: MessageStore,
+    violations: ViolationStore,
+    now: datetime,
+    *,
+    full: bool,
+) -> IncrementalResult:
+    ctx0 = RuleContext.create(config, now)
+    snapshots = violations.thread_snapshots()
+    absences = out_of_office_seen(
+        [ThreadView("", "", tuple(violations.out_of_office_records(ctx0.now)))],
+        ctx0.policy,
+        ctx0.now,
+    )
+    shared = _shared_digest(config, absences)
+    last_now = violations.shared_digest(LAST_NOW)
+    full = (
+        full
+        or violations.shared_digest(SHARED) != shared
+        or last_now is None
+        or datetime.fromisoformat(last_now) > ctx0.now  # time went back: trust nothing
+    )
+    changed = violations.changed_threads(snapshots)
+    wanted = changed | set(snapshots) if full else changed | violations.due_threads(ctx0.now)
+    present = sorted(wanted & snapshots.keys())
+    gone = sorted(wanted - snapshots.keys())
+    ctx = RuleContext.create(config, now, out_of_office=absences)
+    found: list[Violation] = []
+    checks: list[ThreadCheck] = []
+    threads = [thread_view(t) for t in store.threads(thread_ids=present)] if present else []
+    for thread in threads:
+        assessment = assess(thread, ctx)
+        found.extend(assessment.violations)
+        next_at = _next_check(thread, assessment.next_deadline, ctx.now)
+        checks.append(ThreadCheck(thread.thread_id, snapshots[thread.thread_id], next_at))
+    transitions = violations.record(
+        found, thread_ids=wanted, at=ctx.now, checks=checks, forget=gone
+    )
+    violations.set_shared_digest(SHARED, shared, ctx.now)
+    violations.set_shared_digest(LAST_NOW, ctx.now.isoformat(), ctx.now)
+    return IncrementalResult(len(present), transitions, full)
+
+
+def evaluate_incremental(
+    config: Config, store: MessageStore, violations: ViolationStore, now: datetime
+) -> IncrementalResult:
+    """Evaluate, as of `now`, only the threads that changed since they were last evaluated
+    and those whose next deadline has come, and record their violations.
+
+    Every thread is evaluated instead when what all threads share changed (the config, the
+    out-of-office replies seen up to `now`), on the first pass, and when `now` is earlier
+    than the last pass. The stored violations then equal a full evaluation as of `now`.
+    """
+    return _evaluate_into(config, store, violations, now, full=False)
+
+
+def evaluate_full(
+    config: Config, store: MessageStore, violations: ViolationStore, now: datetime
+) -> IncrementalResult:
+    """Evaluate every stored thread as of `now` and record their violations."""
+    return _evaluate_into(config, store, violations, now, full=True)

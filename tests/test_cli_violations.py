@@ -88,6 +88,7 @@ def seed_and_sync(imap_user: MailUser, tmp_path: Path, database_url: str) -> Pat
     done = pocwatch("sync", config=path)
     assert done.returncode == 0, done.stderr
     assert "6 new" in done.stdout
+    assert "violation(s) open" in done.stdout  # sync evaluates incrementally into the store
     return path
 
 

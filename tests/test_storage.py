@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from monitor.records import FetchedMessage, MessageRecord
-from monitor.storage.db import open_database
+from monitor.storage.db import alembic_config, create_db_engine, migrate, open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.models import Base
 from tests.builders import T0, is_external, make_message, make_reply
@@ -55,9 +56,39 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
                 "participants",
                 "locations",
                 "threads",
+                "violations",
+                "violation_events",
+                "thread_checks",
+                "evaluation_state",
                 "alembic_version",
             } <= set(inspect(conn).get_table_names())
         open_database(database_url).dispose()  # a second open is a no-op upgrade
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_a_0001_database_to_head_keeps_its_data(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    try:
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        old = MessageStore(engine)
+        root = make_message("root", T0)
+        put(old, root, make_reply(root, "reply", T0 + timedelta(hours=1)))
+        before = (old.message_count(), grouping(old), old.folder_state("box", "INBOX"))
+        migrate(engine)
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert "violations" in inspect(conn).get_table_names()
+        upgraded = MessageStore(engine)
+        assert (
+            upgraded.message_count(),
+            grouping(upgraded),
+            upgraded.folder_state("box", "INBOX"),
+        ) == before
+        assert before[0] == 2
     finally:
         engine.dispose()
 

@@ -154,3 +154,70 @@ class ThreadRow(Base):
     first_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ViolationRow(Base):
+    """One violation, keyed by its fingerprint (rule + what it is about), as last evaluated."""
+
+    __tablename__ = "violations"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(100))
+    about: Mapped[str] = mapped_column(String(1000))
+    thread_id: Mapped[str] = mapped_column(String(1000), index=True)
+    severity: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    account: Mapped[str | None] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str | None] = mapped_column(String(320))
+    backup: Mapped[str | None] = mapped_column(String(320))
+    notify: Mapped[list[str]] = mapped_column(JSON, default=list)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    senders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    chasers: Mapped[int] = mapped_column(Integer, default=0)
+    message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ViolationEventRow(Base):
+    """The audit log: one row per transition of a violation, at the evaluation instant."""
+
+    __tablename__ = "violation_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    thread_id: Mapped[str] = mapped_column(String(1000))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ThreadCheckRow(Base):
+    """When a thread was last evaluated, the snapshot it was evaluated on, and when its
+    violations next change with no new mail (the indexed wake-up time)."""
+
+    __tablename__ = "thread_checks"
+
+    thread_id: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_count: Mapped[int] = mapped_column(Integer, default=0)
+    digest: Mapped[str] = mapped_column(String(64), default="")
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EvaluationStateRow(Base):
+    """What every thread's evaluation shares (the config, the absences seen), by name, so a
+    change of it re-evaluates every thread."""
+
+    __tablename__ = "evaluation_state"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,237 @@
+"""Incremental evaluation equals a full re-evaluation, touching only changed and due threads."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitor.config import Config
+from monitor.evaluation import evaluate_full, evaluate_incremental, evaluate_store
+from monitor.records import Automatic, FetchedMessage, MessageRecord
+from monitor.storage.db import open_database
+from monitor.storage.messages import MessageStore
+from monitor.storage.violations import ViolationStore
+from rules.base import Violation
+from tests.builders import is_external, make_message, make_reply
+from tests.rule_scenarios import PRIYA, SAM, SUPPORT, make_config
+
+H = timedelta(hours=1)
+M = timedelta(minutes=1)
+D = timedelta(days=1)
+START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
+QUIET_DAYS = {12, 19}  # nothing arrives
+
+
+@pytest.fixture
+def stores(database_url: str) -> Iterator[tuple[MessageStore, ViolationStore]]:
+    engine = open_database(database_url)
+    try:
+        yield MessageStore(engine), ViolationStore(engine)
+    finally:
+        engine.dispose()
+
+
+class Mailbox:
+    """Puts records into the store a day at a time, as sync would (threaded in the batch)."""
+
+    def __init__(self, store: MessageStore) -> None:
+        self.store = store
+        self.uid = 0
+
+    def put(self, records: list[MessageRecord], answered: frozenset[str] = frozenset()) -> None:
+        fetched = []
+        for record in records:
+            self.uid += 1
+            flags = ("\\Answered",) if record.message_id in answered else ()
+            fetched.append(FetchedMessage("support", "INBOX", self.uid, flags, record))
+        self.store.store_batch(
+            "support", "INBOX", fetched, last_seen_uid=self.uid, is_external=is_external
+        )
+
+
+def month_of_traffic(seed: int = 7) -> dict[int, tuple[list[MessageRecord], frozenset[str]]]:
+    """Day -> (messages of that day, Message-IDs stored \\Answered): questions from the
+    account's customers and from nobody's, answered late or not at all, chased, answered
+    twice (conflicts), an owner's out-of-office, and replies that arrive before their parent
+    (threads that merge later)."""
+    rng = random.Random(seed)
+    days: dict[int, tuple[list[MessageRecord], set[str]]] = {d: ([], set()) for d in range(30)}
+
+    def add(message: MessageRecord) -> None:
+        day = (message.time - START) // D
+        if 0 <= day < 30 and day not in QUIET_DAYS:
+            days[day][0].append(message)
+
+    n = 0
+    for day in range(30):
+        for _ in range(rng.randint(2, 5)):
+            n += 1
+            when = START + day * D + rng.randint(7 * 60, 20 * 60) * M
+            frm = rng.choice(["alice@client.example", "bob@client.example", "eve@stranger.example"])
+            question = make_message(f"q{n}", when, subject=f"Question {n}", frm=frm)
+            add(question)
+            fate = rng.random()
+            if fate < 0.15:
+                continue  # never answered
+            if fate < 0.25:
+                add(
+                    make_message(
+                        f"c{n}",
+                        when + rng.randint(1, 30) * H,
+                        subject=f"Re: Question {n}",
+                        frm=frm,
+                        refs=question.message_id,
+                        in_reply_to=question.message_id,
+                    )
+                )
+            delay = rng.randint(10, 60 * 30) * M
+            first = make_reply(question, f"r{n}", when + delay, frm=rng.choice([PRIYA, SAM]))
+            if fate < 0.35:
+                # The answer is not in the store; the \\Answered flag says so.
+                days_of = (when - START) // D
+                if days_of not in QUIET_DAYS:
+                    days[days_of][1].add(question.message_id)
+                continue
+            if fate < 0.45:
+                # The reply to the reply arrives before the reply itself: two threads merge.
+                follow = make_message(
+                    f"f{n}",
+                    first.time + 2 * H,
+                    subject=f"Re: Question {n}",
+                    frm=frm,
+                    refs=first.message_id,
+                    in_reply_to=first.message_id,
+                )
+                add(follow)
+                add(make_reply(question, f"r{n}", when + delay + D, frm=PRIYA))
+                continue
+            add(first)
+            if fate < 0.6:
+                other = SAM if first.from_addr == PRIYA else PRIYA
+                add(make_reply(question, f"s{n}", first.time + rng.randint(5, 120) * M, frm=other))
+            elif fate < 0.65:
+                add(
+                    make_reply(
+                        question,
+                        f"o{n}",
+                        when + 5 * M,
+                        frm=PRIYA,
+                        to=frm,
+                        automatic=Automatic.OUT_OF_OFFICE,
+                    )
+                )
+            elif fate < 0.7:
+                add(
+                    make_reply(
+                        question, f"h{n}", when + 2 * M, frm=SUPPORT, automatic=Automatic.AUTO_REPLY
+                    )
+                )
+    return {d: (msgs, frozenset(answered)) for d, (msgs, answered) in days.items()}
+
+
+def as_json(violations: list[Violation]) -> set[str]:
+    return {json.dumps(v.as_json(), sort_keys=True) for v in violations}
+
+
+def full_answer(config: Config, store: MessageStore, now: datetime) -> set[str]:
+    return as_json(evaluate_store(config, store, now).violations)
+
+
+def test_a_month_incrementally_equals_full_re_evaluation(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    mailbox = Mailbox(store)
+    quiet_touched: list[tuple[int, int]] = []
+    compared = 0
+    for day, (messages, answered) in sorted(month_of_traffic().items()):
+        if messages:
+            mailbox.put(messages, answered)
+        for hour in (8, 13, 18, 23):
+            now = START + day * D + hour * H
+            result = evaluate_incremental(config, store, violations, now)
+            assert as_json(violations.all()) == full_answer(config, store, now), (day, hour)
+            compared += 1
+            if day in QUIET_DAYS and not result.full:
+                quiet_touched.append((result.touched_threads, store.thread_count()))
+    assert compared == 120
+    assert any(v.rule == "conflicting_replies" for v in violations.all())
+    assert any(v.rule == "unowned" for v in violations.all())
+    assert any(v.severity == "breach" for v in violations.all())
+    assert quiet_touched, "every pass of the quiet days was a full one"
+    for touched, total in quiet_touched:
+        assert touched < total
+
+
+def test_a_quiet_pass_touches_only_due_threads(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    mailbox = Mailbox(store)
+    t = START + 9 * H  # Monday 09:00 UTC (London business hours)
+    answered_q = make_message("a1", t, subject="Answered", frm="alice@client.example")
+    mailbox.put(
+        [
+            answered_q,
+            make_reply(answered_q, "a2", t + 10 * M, frm=PRIYA),
+            make_message("w1", t, subject="Waiting", frm="bob@client.example"),
+        ]
+    )
+    first = evaluate_incremental(config, store, violations, t + H)
+    assert first.full and first.touched_threads == 2
+    quiet = evaluate_incremental(config, store, violations, t + 2 * H)
+    assert (quiet.full, quiet.touched_threads, len(quiet.transitions)) == (False, 0, 0)
+    # The waiting thread's warning instant (3 h of business time) comes: it alone wakes.
+    due = evaluate_incremental(config, store, violations, t + 3 * H)
+    assert due.touched_threads == 1
+    assert [(x.event, x.violation.about) for x in due.transitions] == [("opened", "<w1>")]
+    assert as_json(violations.all()) == full_answer(config, store, t + 3 * H)
+    again = evaluate_incremental(config, store, violations, t + 3 * H)
+    assert (again.touched_threads, len(again.transitions)) == (0, 0)
+
+
+def test_a_merge_moves_the_violation_to_the_new_thread(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    mailbox = Mailbox(store)
+    t = START + 9 * H
+    q = make_message("q", t, subject="Merge me", frm="alice@client.example")
+    r = make_reply(q, "r", t + 10 * M, frm=PRIYA)
+    follow = make_message(
+        "f", t + H, subject="Re: Merge me", frm="alice@client.example", refs="r", in_reply_to="r"
+    )
+    mailbox.put([q, follow])  # r not stored yet: f sits in a thread of its own
+    evaluate_incremental(config, store, violations, t + 5 * H)
+    [waiting] = [v for v in violations.open_violations() if v.about == "<f>"]
+    assert waiting.thread_id == "<r>"
+    mailbox.put([r])
+    result = evaluate_incremental(config, store, violations, t + 6 * H)
+    assert ("moved", "<r> -> <q>") in {(x.event, x.detail) for x in result.transitions}
+    [moved] = [v for v in violations.all() if v.about == "<f>"]
+    assert moved.thread_id == "<q>"
+    assert [e.event for e in violations.events(moved.fingerprint)][-1] == "moved"
+    assert as_json(violations.all()) == full_answer(config, store, t + 6 * H)
+
+
+def test_evaluate_full_equals_the_pure_evaluation(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    mailbox = Mailbox(store)
+    for _day, (messages, answered) in sorted(month_of_traffic(3).items())[:7]:
+        if messages:
+            mailbox.put(messages, answered)
+    now = START + 7 * D
+    result = evaluate_full(config, store, violations, now)
+    assert result.full and result.touched_threads == store.thread_count()
+    assert as_json(violations.all()) == full_answer(config, store, now)
+    assert len(evaluate_full(config, store, violations, now).transitions) == 0
