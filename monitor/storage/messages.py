@@ -383,18 +383,21 @@ class MessageStore:
         """Stored threads with their messages, oldest activity first."""
         with Session(self.engine) as session:
             stmt = select(MessageRow).where(MessageRow.thread_id.is_not(None))
+            locations = select(
+                LocationRow.message_pk, FolderRow.mailbox, LocationRow.answered
+            ).join(FolderRow, FolderRow.id == LocationRow.folder_pk)
             if thread_ids is not None:
                 wanted = list(thread_ids)
                 stmt = stmt.where(MessageRow.thread_id.in_(wanted))
+                # Only the locations of the wanted threads' messages, not every location.
+                locations = locations.join(
+                    MessageRow, MessageRow.id == LocationRow.message_pk
+                ).where(MessageRow.thread_id.in_(wanted))
             stmt = stmt.order_by(MessageRow.thread_id, MessageRow.time, MessageRow.message_id)
             rows = list(session.scalars(stmt))
             answered_pks: set[int] = set()
             mailboxes_of: dict[int, set[str]] = {}
-            for pk, mailbox, answered in session.execute(
-                select(LocationRow.message_pk, FolderRow.mailbox, LocationRow.answered).join(
-                    FolderRow, FolderRow.id == LocationRow.folder_pk
-                )
-            ):
+            for pk, mailbox, answered in session.execute(locations):
                 mailboxes_of.setdefault(pk, set()).add(mailbox)
                 if answered:
                     answered_pks.add(pk)
