@@ -7,14 +7,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.classify import InternalPolicy, author
+from monitor.classify import InternalPolicy
 from monitor.config import Config
 from monitor.errors import ThreadNotFound
-from monitor.records import Automatic
 from monitor.storage.messages import MessageStore, StoredThread
 from monitor.storage.violations import ThreadCheck, Transitions, ViolationStore
 from rules.base import RuleContext, ThreadView, Violation
 from rules.engine import assess, evaluate_threads, sort_key
+from rules.people import out_of_office_times
 
 __all__ = [
     "Evaluation",
@@ -48,17 +48,11 @@ def load_threads(store: MessageStore) -> list[ThreadView]:
 def out_of_office_seen(
     threads: Iterable[ThreadView], policy: InternalPolicy, now: datetime
 ) -> dict[str, tuple[datetime, ...]]:
-    """Internal address -> times of its out-of-office replies anywhere in the store, up to
-    `now` (an owner's out-of-office in one thread makes them absent in every thread)."""
-    seen: dict[str, set[datetime]] = {}
-    for thread in threads:
-        for message in thread.messages:
-            if message.automatic is not Automatic.OUT_OF_OFFICE or message.time > now:
-                continue
-            who = author(message, policy)
-            if who and policy.is_internal(who):
-                seen.setdefault(who.lower(), set()).add(message.time)
-    return {who: tuple(sorted(times)) for who, times in seen.items()}
+    """Internal address -> times of its out-of-office replies anywhere in `threads`, up to
+    `now`."""
+    return out_of_office_times(
+        (message for thread in threads for message in thread.messages), policy, now
+    )
 
 
 def rule_context(config: Config, threads: Iterable[ThreadView], now: datetime) -> RuleContext:
@@ -170,11 +164,7 @@ def _evaluate_into(
 ) -> IncrementalResult:
     ctx0 = RuleContext.create(config, now)
     snapshots = violations.thread_snapshots()
-    absences = out_of_office_seen(
-        [ThreadView("", "", tuple(violations.out_of_office_records(ctx0.now)))],
-        ctx0.policy,
-        ctx0.now,
-    )
+    absences = out_of_office_times(store.out_of_office_messages(ctx0.now), ctx0.policy, ctx0.now)
     shared = _shared_digest(config, absences)
     last_now = violations.shared_digest(LAST_NOW)
     full = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -86,6 +86,8 @@ class FolderState:
     uidnext: int | None = None
     highestmodseq: int | None = None
     last_seen_uid: int = 0
+    exists_count: int | None = None  # EXISTS when the last pass ended
+    window_start: datetime | None = None  # the SINCE instant of the first backfill
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +100,3 @@ class FetchedMessage:
     flags: tuple[str, ...]
     record: MessageRecord
     modseq: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSummary:
-    """What one pass over one mailbox did."""
-
-    mailbox: str
-    fetched: int = 0
-    new_messages: int = 0
-    duplicates: int = 0
-    defects: int = 0
-    flag_changes: int = 0
-    error: str | None = None
-    gaps: tuple[str, ...] = field(default_factory=tuple)

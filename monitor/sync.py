@@ -175,22 +175,23 @@ def _sync_folder(
             )
         store.reset_folder(reader.name, folder, status.uidvalidity, window_start)
         state = store.folder_state(reader.name, folder)
-    window_start = store.folder_window_start(reader.name, folder) or window_start
+    window_start = state.window_start or window_start
     first_pass = state.uidnext is None  # the backfill has not completed yet
     unchanged = (
-        not first_pass
-        and status.uidnext == state.uidnext
-        and status.exists == store.folder_exists_count(reader.name, folder)
+        not first_pass and status.uidnext == state.uidnext and status.exists == state.exists_count
     )
+    in_window: list[int] | None = None  # the server's UIDs in the window, when already asked
     if not unchanged:
         if first_pass:
-            uids = [u for u in reader.uids_since(window_start.date()) if u > state.last_seen_uid]
+            in_window = reader.uids_since(window_start.date())
+            uids = [u for u in in_window if u > state.last_seen_uid]
         else:
             uids = reader.uids_after(state.last_seen_uid)
         _ingest(reader, folder, uids, store, policy, result, progress, batch_size)
     result.flag_changes = _refresh_flags(reader, folder, store, state.highestmodseq, status)
     if not unchanged:
-        result.gap = _reconcile(reader, folder, store, window_start, policy, result, batch_size)
+        on_server = in_window if in_window is not None else reader.uids_since(window_start.date())
+        result.gap = _reconcile(reader, folder, store, on_server, policy, result, batch_size)
     store.mark_folder_synced(
         reader.name,
         folder,
@@ -328,14 +329,13 @@ def _reconcile(
     reader: MailboxReader,
     folder: str,
     store: MessageStore,
-    window_start: datetime,
+    on_server: Sequence[int],
     policy: InternalPolicy,
     result: FolderResult,
     batch_size: int,
 ) -> int:
     """Compare the server's messages in the window with what is stored; fetch any gap."""
-    on_server = set(reader.uids_since(window_start.date()))
-    missing = sorted(on_server - store.folder_uids(reader.name, folder))
+    missing = sorted(set(on_server) - store.folder_uids(reader.name, folder))
     if missing:
         log.warning(
             "%s/%s: %d message(s) on the server were not stored; fetching them",

@@ -12,12 +12,10 @@ from functools import cache
 from types import ModuleType
 from typing import NamedTuple
 
-from monitor.classify import author
 from monitor.config import AccountConfig
-from monitor.records import Automatic
 from rules.accounts import match_account
 from rules.base import Rule, RuleContext, ThreadView, Violation
-from rules.people import absence_changes
+from rules.people import absence_changes, out_of_office_times
 
 __all__ = [
     "Assessment",
@@ -91,13 +89,7 @@ def _as_of(thread: ThreadView, ctx: RuleContext) -> ThreadView:
 def _with_thread_absences(thread: ThreadView, ctx: RuleContext) -> RuleContext:
     """Add the out-of-office replies of our people seen in this thread (the store may not
     have passed them yet)."""
-    extra: dict[str, list[datetime]] = {}
-    for message in thread.messages:
-        if message.automatic is not Automatic.OUT_OF_OFFICE:
-            continue
-        who = author(message, ctx.policy)
-        if who and ctx.policy.is_internal(who):
-            extra.setdefault(who.lower(), []).append(message.time)
+    extra = out_of_office_times(thread.messages, ctx.policy, ctx.now)
     if not extra:
         return ctx
     seen = dict(ctx.out_of_office)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 
+from monitor.classify import InternalPolicy, author
+from monitor.records import Automatic, MessageRecord
 from rules.base import RuleContext, Severity, Status
 
 __all__ = [
@@ -13,8 +16,24 @@ __all__ = [
     "handoff_overlap",
     "is_absent",
     "notify",
+    "out_of_office_times",
     "same_person",
 ]
+
+
+def out_of_office_times(
+    messages: Iterable[MessageRecord], policy: InternalPolicy, until: datetime
+) -> dict[str, tuple[datetime, ...]]:
+    """Internal address -> times of its out-of-office replies up to `until`: an owner's
+    out-of-office in any thread makes them absent in every thread."""
+    seen: dict[str, set[datetime]] = {}
+    for message in messages:
+        if message.automatic is not Automatic.OUT_OF_OFFICE or message.time > until:
+            continue
+        who = author(message, policy)
+        if who and policy.is_internal(who):
+            seen.setdefault(who.lower(), set()).add(message.time)
+    return {who: tuple(sorted(times)) for who, times in seen.items()}
 
 
 def is_absent(ctx: RuleContext, who: str | None, at: datetime) -> bool:

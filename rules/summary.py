@@ -9,6 +9,7 @@ from datetime import datetime
 from monitor.classify import InternalPolicy, direction
 from monitor.records import Direction, MessageRecord
 from rules.accounts import AccountLike, match_account
+from rules.unacknowledged import waits_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +39,20 @@ def summarize(
 ) -> ThreadSummary:
     """Summarise one thread (messages in message-time order) against the config in force.
 
-    A thread awaits a reply while some inbound, non-automatic message has no later outbound,
-    non-automatic message and no \\Answered flag.
+    A thread awaits a reply while its last wait (as the unacknowledged rule counts waits) has
+    not ended: no later outbound, non-automatic message and no \\Answered flag.
     """
     last_inbound = last_outbound = None
-    waiting = False
     for message in messages:
         if message.automatic is not None:
             continue
         way = direction(message, policy)
         if way is Direction.INBOUND:
             last_inbound = message.time
-            waiting = waiting or message.message_id not in answered
         elif way is Direction.OUTBOUND:
             last_outbound = message.time
-            waiting = False
+    found = waits_in(messages, answered, policy)
+    waiting = bool(found) and found[-1].ended_at is None
     account = match_account(
         messages,
         accounts,

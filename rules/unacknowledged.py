@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from monitor.classify import author, direction
+from monitor.classify import InternalPolicy, author, direction
 from monitor.config import UnacknowledgedConfig
 from monitor.records import Direction, MessageRecord
 from rules.base import RuleContext, Severity, Status, ThreadView, Violation
@@ -28,7 +29,14 @@ class Wait:
 
 
 def waits(thread: ThreadView, ctx: RuleContext) -> list[Wait]:
-    """Every wait of the thread, in order (messages must already be cut at `ctx.now`).
+    """Every wait of the thread, in order (messages must already be cut at `ctx.now`)."""
+    return waits_in(thread.messages, thread.answered, ctx.policy)
+
+
+def waits_in(
+    messages: Sequence[MessageRecord], answered: frozenset[str], policy: InternalPolicy
+) -> list[Wait]:
+    """Every wait among `messages` (in message-time order), in order.
 
     Automatic and internal-only mail is ignored. An outbound message ends the wait; so does
     \\Answered on one of its inbound messages (a reply we cannot see, sent no earlier than
@@ -36,17 +44,17 @@ def waits(thread: ThreadView, ctx: RuleContext) -> list[Wait]:
     """
     found: list[Wait] = []
     current: Wait | None = None
-    for message in thread.messages:
+    for message in messages:
         if message.automatic is not None:
             continue
-        way = direction(message, ctx.policy)
+        way = direction(message, policy)
         if way is Direction.INBOUND:
             if current is None:
                 current = Wait(message)
                 found.append(current)
             else:
                 current.chasers.append(message)
-            if message.message_id in thread.answered:
+            if message.message_id in answered:
                 current.ended_at = message.time
                 current.flagged = message
                 current = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import (
@@ -188,22 +188,8 @@ class MessageStore:
                 uidnext=row.uidnext,
                 highestmodseq=row.highestmodseq,
                 last_seen_uid=row.last_seen_uid,
-            )
-
-    def folder_window_start(self, mailbox: str, folder: str) -> datetime | None:
-        with Session(self.engine) as session:
-            return session.scalar(
-                select(FolderRow.window_start).where(
-                    FolderRow.mailbox == mailbox, FolderRow.name == folder
-                )
-            )
-
-    def folder_exists_count(self, mailbox: str, folder: str) -> int | None:
-        with Session(self.engine) as session:
-            return session.scalar(
-                select(FolderRow.exists_count).where(
-                    FolderRow.mailbox == mailbox, FolderRow.name == folder
-                )
+                exists_count=row.exists_count,
+                window_start=row.window_start,
             )
 
     def _folder_row(self, session: Session, mailbox: str, folder: str) -> FolderRow:
@@ -260,18 +246,6 @@ class MessageStore:
                     .where(FolderRow.mailbox == mailbox, FolderRow.name == folder)
                 )
             )
-
-    def last_synced(self) -> dict[str, datetime | None]:
-        """Per mailbox, the oldest last-sync time among its folders."""
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(FolderRow.mailbox, func.min(FolderRow.last_synced_at)).group_by(
-                    FolderRow.mailbox
-                )
-            )
-            return {mailbox: at for mailbox, at in rows}
-
-    # -- messages ----------------------------------------------------------------------------
 
     def store_batch(
         self,
@@ -436,6 +410,21 @@ class MessageStore:
                 grouped.setdefault(tid or "", []).append(mid)
         return [Thread(tid, tuple(mids)) for tid, mids in grouped.items()]
 
+    def out_of_office_messages(self, until: datetime) -> list[MessageRecord]:
+        """Threaded out-of-office replies up to `until` (they mark our people absent in every
+        thread), by an indexed query instead of loading every thread."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(MessageRow)
+                .where(
+                    MessageRow.automatic == str(Automatic.OUT_OF_OFFICE),
+                    MessageRow.thread_id.is_not(None),
+                    MessageRow.time <= until,
+                )
+                .order_by(MessageRow.time, MessageRow.message_id)
+            )
+            return [record_from_row(row) for row in rows]
+
     def thread_count(self) -> int:
         with Session(self.engine) as session:
             return session.scalar(select(func.count()).select_from(ThreadRow)) or 0
@@ -450,12 +439,6 @@ class MessageStore:
                 )
                 or 0
             )
-
-    def clear_threads(self) -> None:
-        """Forget every thread assignment (threading is rebuilt on the next pass)."""
-        with Session(self.engine) as session, session.begin():
-            session.execute(update(MessageRow).values(thread_id=None))
-            session.execute(delete(ThreadRow))
 
 
 # What threading reads of a message: the rest (snippet, defects, ...) stays in the table.
@@ -861,8 +844,3 @@ def _chunks(items: Iterable[T], size: int) -> Iterable[list[T]]:
     seq = list(items)
     for start in range(0, len(seq), size):
         yield seq[start : start + size]
-
-
-def utcnow() -> datetime:
-    """The clock, for the I/O edge only (the pure core is handed `now`)."""
-    return datetime.now(UTC)

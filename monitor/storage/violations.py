@@ -19,10 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
-from monitor.records import Automatic, MessageRecord
-from monitor.storage.messages import record_from_row
 from monitor.storage.models import (
     EvaluationStateRow,
     LocationRow,
@@ -418,21 +415,6 @@ class ViolationStore:
             conn.execute(insert(ThreadCheckRow), batch)
 
     # -- what every thread's evaluation shares -----------------------------------------------
-
-    def out_of_office_records(self, until: datetime) -> list[MessageRecord]:
-        """Threaded out-of-office replies up to `until` (they mark our people absent in every
-        thread), by an indexed query instead of loading every thread."""
-        with Session(self.engine) as session:
-            rows = session.scalars(
-                select(MessageRow)
-                .where(
-                    MessageRow.automatic == str(Automatic.OUT_OF_OFFICE),
-                    MessageRow.thread_id.is_not(None),
-                    MessageRow.time <= until,
-                )
-                .order_by(MessageRow.time, MessageRow.message_id)
-            )
-            return [record_from_row(row) for row in rows]
 
     def shared_digest(self, name: str) -> str | None:
         with self.engine.connect() as conn:
