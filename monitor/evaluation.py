@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +26,8 @@ __all__ = [
     "load_threads",
     "out_of_office_seen",
     "rule_context",
+    "stored_violations",
+    "thread_view",
     "waited",
 ]
 
@@ -127,6 +129,7 @@ def waited(
 
 SHARED = "context"  # evaluation_state: the config and the absences every thread depends on
 LAST_NOW = "last_now"  # evaluation_state: the instant of the last pass
+LOAD_CHUNK = 2000  # threads loaded at a time: memory stays flat, IN lists stay short
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +166,7 @@ def _evaluate_into(
     full: bool,
 ) -> IncrementalResult:
     ctx0 = RuleContext.create(config, now)
-    snapshots = violations.thread_snapshots()
+    pending = violations.pending_changes()
     absences = out_of_office_times(store.out_of_office_messages(ctx0.now), ctx0.policy, ctx0.now)
     shared = _shared_digest(config, absences)
     last_now = violations.shared_digest(LAST_NOW)
@@ -173,25 +176,46 @@ def _evaluate_into(
         or last_now is None
         or datetime.fromisoformat(last_now) > ctx0.now  # time went back: trust nothing
     )
-    changed = violations.changed_threads(snapshots)
-    wanted = changed | set(snapshots) if full else changed | violations.due_threads(ctx0.now)
-    present = sorted(wanted & snapshots.keys())
-    gone = sorted(wanted - snapshots.keys())
+    wanted = set(pending.thread_ids)
+    if full:
+        wanted |= set(store.thread_ids()) | set(violations.checks())
+    else:
+        wanted |= violations.due_threads(ctx0.now)
     ctx = RuleContext.create(config, now, out_of_office=absences)
     found: list[Violation] = []
     checks: list[ThreadCheck] = []
-    threads = [thread_view(t) for t in store.threads(thread_ids=present)] if present else []
-    for thread in threads:
-        assessment = assess(thread, ctx)
-        found.extend(assessment.violations)
-        next_at = _next_check(thread, assessment.next_deadline, ctx.now)
-        checks.append(ThreadCheck(thread.thread_id, snapshots[thread.thread_id], next_at))
+    keep: set[tuple[str, str]] = set()
+    for chunk in _chunks(sorted(wanted), LOAD_CHUNK):
+        for stored in store.threads(thread_ids=chunk):
+            thread = thread_view(stored)
+            assessment = assess(thread, ctx)
+            found.extend(assessment.violations)
+            keep.update((thread.thread_id, rule) for rule in assessment.failed)
+            # A rule that failed is tried again on the next pass.
+            next_at = (
+                ctx.now
+                if assessment.failed
+                else _next_check(thread, assessment.next_deadline, ctx.now)
+            )
+            checks.append(ThreadCheck(thread.thread_id, next_at))
+    gone = wanted - {c.thread_id for c in checks}
     transitions = violations.record(
-        found, thread_ids=wanted, at=ctx.now, checks=checks, forget=gone
+        found,
+        thread_ids=wanted,
+        at=ctx.now,
+        checks=checks,
+        forget=gone,
+        keep=keep,
+        consume=pending,
     )
     violations.set_shared_digest(SHARED, shared, ctx.now)
     violations.set_shared_digest(LAST_NOW, ctx.now.isoformat(), ctx.now)
-    return IncrementalResult(len(present), transitions, full)
+    return IncrementalResult(len(checks), transitions, full)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def evaluate_incremental(
@@ -205,6 +229,29 @@ def evaluate_incremental(
     than the last pass. The stored violations then equal a full evaluation as of `now`.
     """
     return _evaluate_into(config, store, violations, now, full=False)
+
+
+def stored_violations(
+    config: Config, store: MessageStore, violations: ViolationStore, now: datetime
+) -> list[Violation] | None:
+    """Every violation as of `now` (open and resolved, in product order) from the violation
+    store, brought up to `now` by an incremental pass: the changed and due threads only.
+
+    None when the store's last pass ran under another config or other absences, or later than
+    `now`: its answer would need a full pass, which the caller then makes in memory instead of
+    recording it (a trial config must not rewrite the daemon's audit log).
+    """
+    ctx0 = RuleContext.create(config, now)
+    absences = out_of_office_times(store.out_of_office_messages(ctx0.now), ctx0.policy, ctx0.now)
+    last_now = violations.shared_digest(LAST_NOW)
+    if (
+        last_now is None
+        or datetime.fromisoformat(last_now) > ctx0.now
+        or violations.shared_digest(SHARED) != _shared_digest(config, absences)
+    ):
+        return None
+    evaluate_incremental(config, store, violations, now)
+    return sorted(violations.all(), key=sort_key)
 
 
 def evaluate_full(

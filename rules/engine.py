@@ -99,10 +99,12 @@ def _with_thread_absences(thread: ThreadView, ctx: RuleContext) -> RuleContext:
 
 
 class Assessment(NamedTuple):
-    """A thread's violations as of `now`, and when they next change with no new mail."""
+    """A thread's violations as of `now`, when they next change with no new mail, and the
+    rules that failed on it (their violations are unknown, not absent)."""
 
     violations: list[Violation]
     next_deadline: datetime | None
+    failed: frozenset[str] = frozenset()
 
 
 def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleContext]:
@@ -119,26 +121,32 @@ def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleConte
     return thread, _with_thread_absences(thread, ctx.with_account(account))
 
 
-def _violations(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+def _violations(thread: ThreadView, ctx: RuleContext) -> tuple[list[Violation], set[str]]:
+    """The violations the rules find, and the names of the rules that raised."""
     found: list[Violation] = []
+    failed: set[str] = set()
     for rule in registered_rules():
         try:
             found.extend(rule.evaluate(thread, ctx))
         except Exception:
             log.exception("rule %s failed on thread %s", rule.name, thread.thread_id)
+            failed.add(rule.name)
     found.sort(key=sort_key)
-    return found
+    return found, failed
 
 
 def _next_deadline(
-    thread: ThreadView, ctx: RuleContext, violations: list[Violation]
+    thread: ThreadView, ctx: RuleContext, violations: list[Violation], failed: set[str]
 ) -> datetime | None:
     candidates: list[datetime] = []
     for rule in registered_rules():
+        if rule.name in failed:
+            continue
         try:
             deadline = rule.next_deadline(thread, ctx)
         except Exception:
             log.exception("rule %s failed on thread %s", rule.name, thread.thread_id)
+            failed.add(rule.name)
             continue
         if deadline is not None:
             candidates.append(deadline)
@@ -154,17 +162,18 @@ def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
 
     Messages later than `now` are cut; the config in force is `ctx.config` whatever `now`.
     The account decides the owner, calendar and SLA (the defaults without one). A rule that
-    fails is logged and skipped: one bad rule never stops the pass.
+    fails is logged, skipped and named in `failed`: one bad rule never stops the pass.
     """
     thread, ctx = prepare(thread, ctx)
-    violations = _violations(thread, ctx)
-    return Assessment(violations, _next_deadline(thread, ctx, violations))
+    violations, failed = _violations(thread, ctx)
+    deadline = _next_deadline(thread, ctx, violations, failed)
+    return Assessment(violations, deadline, frozenset(failed))
 
 
 def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
     """Every violation of one thread as of `ctx.now`, open and resolved, in product order
     (see `assess`)."""
-    return _violations(*prepare(thread, ctx))
+    return _violations(*prepare(thread, ctx))[0]
 
 
 def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:

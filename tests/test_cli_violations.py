@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func, select
+
+from monitor.evaluation import LAST_NOW
 from monitor.explain import format_time
+from monitor.storage.db import open_database
+from monitor.storage.models import ViolationEventRow
+from monitor.storage.violations import ViolationStore
 from tests.servers import MailUser
 from tests.test_cli import pocwatch
 from tests.test_sync import customer_mail, write_config
@@ -305,3 +311,58 @@ def test_backtest_counts_what_would_have_opened(imap_user: MailUser, tmp_path: P
     backwards = pocwatch("backtest", "--from", third, "--to", first, config=path)
     assert backwards.returncode == 2 and "is before --from" in backwards.stderr
     assert pocwatch("backtest", "--from", "May 1", "--to", third, config=path).returncode == 2
+
+
+def audit_events(database_url: str) -> int:
+    engine = open_database(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(ViolationEventRow)) or 0
+    finally:
+        engine.dispose()
+
+
+def last_pass(database_url: str) -> datetime:
+    engine = open_database(database_url)
+    try:
+        last = ViolationStore(engine).shared_digest(LAST_NOW)
+        assert last is not None
+        return datetime.fromisoformat(last)
+    finally:
+        engine.dispose()
+
+
+def test_violations_now_comes_from_the_store_and_a_trial_config_records_nothing(
+    imap_user: MailUser, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = seed_and_sync(imap_user, tmp_path, url)
+    synced_at = last_pass(url)
+    now = datetime.now(UTC)
+    # No --now: the store answers, brought up to now by an incremental pass.
+    stored = violations(path, "--all")
+    assert last_pass(url) > synced_at
+    assert stored == violations(path, "--all", "--now", iso(now))
+    assert brief(stored) == [
+        ("conflicting_replies", Q1, "breach", "resolved"),
+        ("unacknowledged", Q2, "breach", "resolved"),
+        ("unowned", Q3, "warning", "open"),
+        ("unacknowledged", Q3, "breach", "open"),
+    ]
+    table = pocwatch("violations", config=path)
+    assert table.returncode == 0, table.stderr
+    assert "1h over" not in table.stdout  # q2 is resolved: not listed without --all
+    assert ", " in next(r for r in table.stdout.splitlines() if r.startswith("unacknowledged"))
+
+    # A trial config (a longer SLA) is evaluated in memory: the store's audit log is the
+    # daemon's, and a trial must not rewrite it.
+    before = audit_events(url)
+    trial = path.with_name("trial.toml")
+    trial.write_text(path.read_text().replace('sla = "4h"', 'sla = "400h"'))
+    relaxed = violations(trial, "--all")
+    assert brief(relaxed) == [
+        ("conflicting_replies", Q1, "breach", "resolved"),
+        ("unowned", Q3, "warning", "open"),
+    ]
+    assert audit_events(url) == before
+    assert violations(path, "--all") == stored

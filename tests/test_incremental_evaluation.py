@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,12 +11,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.config import Config
-from monitor.evaluation import evaluate_full, evaluate_incremental, evaluate_store
+from monitor.evaluation import (
+    evaluate_full,
+    evaluate_incremental,
+    evaluate_store,
+    stored_violations,
+)
 from monitor.records import Automatic, FetchedMessage, MessageRecord
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ViolationStore
-from rules.base import Violation
+from rules import engine
+from rules.base import Rule, RuleContext, ThreadView, Violation
 from tests.builders import is_external, make_message, make_reply
 from tests.rule_scenarios import PRIYA, SAM, SUPPORT, make_config
 
@@ -133,6 +140,13 @@ def month_of_traffic(seed: int = 7) -> dict[int, tuple[list[MessageRecord], froz
     return {d: (msgs, frozenset(answered)) for d, (msgs, answered) in days.items()}
 
 
+def put_days(mailbox: Mailbox, *, seed: int, days: int) -> None:
+    """The first `days` days of a generated month, a day per batch."""
+    for _day, (messages, answered) in sorted(month_of_traffic(seed).items())[:days]:
+        if messages:
+            mailbox.put(messages, answered)
+
+
 def as_json(violations: list[Violation]) -> set[str]:
     return {json.dumps(v.as_json(), sort_keys=True) for v in violations}
 
@@ -227,11 +241,103 @@ def test_evaluate_full_equals_the_pure_evaluation(
     store, violations = stores
     config = make_config()
     mailbox = Mailbox(store)
-    for _day, (messages, answered) in sorted(month_of_traffic(3).items())[:7]:
-        if messages:
-            mailbox.put(messages, answered)
+    put_days(mailbox, seed=3, days=7)
     now = START + 7 * D
     result = evaluate_full(config, store, violations, now)
     assert result.full and result.touched_threads == store.thread_count()
     assert as_json(violations.all()) == full_answer(config, store, now)
     assert len(evaluate_full(config, store, violations, now).transitions) == 0
+
+
+def test_an_answered_flag_set_later_wakes_the_thread(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    mailbox = Mailbox(store)
+    t = START + 9 * H
+    mailbox.put([make_message("w1", t, subject="Waiting", frm="bob@client.example")])
+    evaluate_incremental(config, store, violations, t + 5 * H)
+    assert [v.about for v in violations.open_violations()] == ["<w1>"]
+    store.update_flags("support", "INBOX", {mailbox.uid: ("\\Answered",)})
+    result = evaluate_incremental(config, store, violations, t + 6 * H)
+    assert (result.full, result.touched_threads) == (False, 1)
+    assert violations.open_violations() == []
+    assert as_json(violations.all()) == full_answer(config, store, t + 6 * H)
+
+
+class FailingOnce:
+    """Wraps a real rule; raises while `failing` is set."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.name = rule.name
+        self.description = rule.description
+        self.failing = False
+
+    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+        if self.failing:
+            raise RuntimeError("rule broke")
+        return self.rule.evaluate(thread, ctx)
+
+    def next_deadline(self, thread: ThreadView, ctx: RuleContext) -> datetime | None:
+        return self.rule.next_deadline(thread, ctx)
+
+
+def test_a_rule_that_fails_keeps_its_violations_and_is_retried(
+    stores: tuple[MessageStore, ViolationStore],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, violations = stores
+    config = make_config()
+    wrapped = {rule.name: FailingOnce(rule) for rule in engine.registered_rules()}
+    monkeypatch.setattr(engine, "registered_rules", lambda: tuple(wrapped.values()))
+    mailbox = Mailbox(store)
+    t = START + 9 * H
+    q = make_message("w1", t, subject="Waiting", frm="bob@client.example")
+    mailbox.put([q])
+    evaluate_incremental(config, store, violations, t + 5 * H)
+    [waiting] = violations.open_violations()
+    wrapped["unacknowledged"].failing = True
+    mailbox.put(
+        [
+            make_message(
+                "w2",
+                t + 6 * H,
+                subject="Re: Waiting",
+                frm="bob@client.example",
+                refs="w1",
+                in_reply_to="w1",
+            )
+        ]
+    )
+    with caplog.at_level(logging.ERROR, logger="rules.engine"):
+        broken = evaluate_incremental(config, store, violations, t + 7 * H)
+    assert "rule unacknowledged failed on thread <w1>" in caplog.text
+    assert (broken.touched_threads, len(broken.transitions)) == (1, 0)
+    assert violations.open_violations() == [waiting]
+    wrapped["unacknowledged"].failing = False
+    mended = evaluate_incremental(config, store, violations, t + 8 * H)
+    assert mended.touched_threads == 1  # tried again though nothing changed
+    assert as_json(violations.all()) == full_answer(config, store, t + 8 * H)
+
+
+def test_stored_violations_answer_as_a_full_evaluation_would(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    mailbox = Mailbox(store)
+    t = START + 9 * H
+    assert stored_violations(config, store, violations, t) is None  # never evaluated
+    put_days(mailbox, seed=5, days=6)
+    evaluate_incremental(config, store, violations, START + 6 * D)
+    for now in (START + 6 * D + 5 * H, START + 7 * D, START + 9 * D):
+        found = stored_violations(config, store, violations, now)
+        assert found is not None
+        assert found == evaluate_store(config, store, now).violations  # same order too
+    # Another config, or an instant before the last pass: the store cannot answer.
+    trial = make_config('[rules.conflicting_replies]\nwindow = "1h"')
+    assert stored_violations(trial, store, violations, START + 10 * D) is None
+    assert stored_violations(config, store, violations, START + 8 * D) is None

@@ -12,9 +12,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from monitor.records import FetchedMessage, MessageRecord
-from monitor.storage.db import alembic_config, create_db_engine, migrate, open_database
+from monitor.storage.db import alembic_config, migrate, open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.models import Base
+from monitor.storage.violations import ViolationStore
 from tests.builders import T0, is_external, make_message, make_reply
 
 
@@ -68,27 +69,31 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
 
 
 def test_upgrading_a_0001_database_to_head_keeps_its_data(database_url: str) -> None:
-    engine = create_db_engine(database_url)
+    engine = open_database(database_url)
     try:
+        store = MessageStore(engine)
+        root = make_message("root", T0)
+        put(store, root, make_reply(root, "reply", T0 + timedelta(hours=1)))
+        put(store, make_message("other", T0 + timedelta(hours=2)))
+        before = (store.message_count(), grouping(store), store.folder_state("box", "INBOX"))
         cfg = alembic_config()
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
-        old = MessageStore(engine)
-        root = make_message("root", T0)
-        put(old, root, make_reply(root, "reply", T0 + timedelta(hours=1)))
-        before = (old.message_count(), grouping(old), old.folder_state("box", "INBOX"))
+            command.downgrade(cfg, "0001")  # the messages and threads tables are 0001's
+        with engine.connect() as conn:
+            assert "violations" not in inspect(conn).get_table_names()
         migrate(engine)
         with engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert MigrationContext.configure(conn).get_current_revision() == "0003"
             assert "violations" in inspect(conn).get_table_names()
-        upgraded = MessageStore(engine)
         assert (
-            upgraded.message_count(),
-            grouping(upgraded),
-            upgraded.folder_state("box", "INBOX"),
+            store.message_count(),
+            grouping(store),
+            store.folder_state("box", "INBOX"),
         ) == before
-        assert before[0] == 2
+        assert before[0] == 3
+        # The first evaluation after the upgrade sees every stored thread as changed.
+        assert pending(store) == {"<root>", "<other>"}
     finally:
         engine.dispose()
 
@@ -164,3 +169,53 @@ def test_same_id_different_message_gets_a_stable_synthetic_id(store: MessageStor
     [renamed] = ids - {"<dup>"}
     assert "<dup>" in ids
     assert renamed.startswith("<dup.") and renamed.endswith("@pocwatch.invalid>")
+
+
+def pending(store: MessageStore) -> frozenset[str]:
+    return ViolationStore(store.engine).pending_changes().thread_ids
+
+
+def consume(store: MessageStore) -> None:
+    log = ViolationStore(store.engine)
+    log.record([], thread_ids=[], at=T0, consume=log.pending_changes())
+
+
+def test_the_change_log_names_new_threads_and_merged_ones(store: MessageStore) -> None:
+    put(store, make_message("root", T0), make_message("other", T0 + timedelta(hours=1)))
+    assert pending(store) == {"<root>", "<other>"}
+    consume(store)
+    assert pending(store) == set()
+    put(store, make_message("right", T0 + timedelta(hours=2), refs="left", in_reply_to="left"))
+    assert pending(store) == {"<left>"}  # rooted at the message it names
+    consume(store)
+    put(store, make_message("left", T0 + timedelta(hours=1), refs="root", in_reply_to="root"))
+    assert pending(store) == {"<root>", "<left>"}  # <left> merged into <root>
+    consume(store)
+    put(store, make_message("root", T0), first_uid=1)  # nothing new: nothing logged
+    assert pending(store) == set()
+
+
+def test_the_change_log_names_threads_seen_in_a_new_place_or_answered(
+    store: MessageStore,
+) -> None:
+    put(store, make_message("q", T0), first_uid=1)
+    consume(store)
+    put(store, make_message("q", T0), folder="Archive", first_uid=7)
+    assert pending(store) == {"<q>"}
+    consume(store)
+    assert store.update_flags("box", "INBOX", {1: ("\\Seen",)}) == 1
+    assert pending(store) == set()  # \\Seen changes no answer
+    assert store.update_flags("box", "INBOX", {1: ("\\Seen", "\\Answered")}) == 1
+    assert pending(store) == {"<q>"}
+    consume(store)
+    store.reset_folder("box", "Archive", 99, T0)
+    assert pending(store) == {"<q>"}
+
+
+def test_consuming_keeps_changes_logged_after_the_read(store: MessageStore) -> None:
+    put(store, make_message("a", T0))
+    log = ViolationStore(store.engine)
+    read = log.pending_changes()
+    put(store, make_message("b", T0 + timedelta(hours=1)))
+    log.record([], thread_ids=[], at=T0, consume=read)
+    assert pending(store) == {"<b>"}

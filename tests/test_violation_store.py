@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from monitor.storage.db import open_database
-from monitor.storage.violations import ThreadSnapshot, ViolationStore
+from monitor.storage.violations import ViolationStore
 from rules.base import Severity, Status, Violation
 from tests.builders import T0
 
@@ -126,18 +126,25 @@ def test_a_violation_no_longer_found_is_withdrawn(store: ViolationStore) -> None
     assert {v.about for v in store.all()} == {"<q1>", "<q9>"}
 
 
-def test_thread_checks_find_due_and_changed_threads(store: ViolationStore) -> None:
-    snap = ThreadSnapshot(1, T0, 0, "d1")
-    store.mark_checked("<a>", snap, T0 + 4 * H, T0)
-    store.mark_checked("<b>", snap, None, T0)
-    store.mark_checked("<gone>", snap, T0 + H, T0)
+def test_thread_checks_find_due_threads(store: ViolationStore) -> None:
+    store.mark_checked("<a>", T0 + 4 * H, T0)
+    store.mark_checked("<b>", None, T0)
+    store.mark_checked("<gone>", T0 + H, T0)
     assert store.due_threads(T0 + 3 * H) == {"<gone>"}
     assert store.due_threads(T0 + 4 * H) == {"<a>", "<gone>"}
-    current = {
-        "<a>": snap,
-        "<b>": ThreadSnapshot(2, T0 + H, 0, "d2"),
-        "<new>": snap,
-    }
-    assert store.changed_threads(current) == {"<b>", "<new>", "<gone>"}
-    store.mark_checked("<a>", snap, None, T0 + 5 * H)  # replaces the earlier check
+    store.mark_checked("<a>", None, T0 + 5 * H)  # replaces the earlier check
     assert store.due_threads(T0 + 10 * H) == {"<gone>"}
+    store.record([], thread_ids=["<gone>"], at=T0 + 10 * H, forget=["<gone>"])
+    assert store.due_threads(T0 + 10 * H) == set()
+    assert set(store.checks()) == {"<a>", "<b>"}
+
+
+def test_a_rule_that_failed_keeps_its_stored_violations(store: ViolationStore) -> None:
+    waiting = violation()
+    store.record([waiting], thread_ids=["<q1>"], at=T0 + 3 * H)
+    kept = store.record([], thread_ids=["<q1>"], at=T0 + 4 * H, keep=[("<q1>", waiting.rule)])
+    assert len(kept) == 0
+    assert store.open_violations() == [waiting]
+    # Another rule failing does not shield it.
+    gone = store.record([], thread_ids=["<q1>"], at=T0 + 5 * H, keep=[("<q1>", "unowned")])
+    assert [t.event for t in gone] == ["withdrawn"]

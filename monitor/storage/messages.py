@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Executable,
@@ -20,17 +21,21 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
 
 from monitor.records import Automatic, FetchedMessage, FolderState, MessageRecord, Thread
+from monitor.storage.bulk import BulkInsert
 from monitor.storage.models import (
+    OUT_OF_OFFICE_ROWS,
     FolderRow,
     LocationRow,
     MessageRefRow,
     MessageRow,
     ParticipantRow,
+    ThreadChangeRow,
     ThreadRow,
 )
 from monitor.threads import (
@@ -93,30 +98,69 @@ def _renamed_id(original: str, digest: str) -> str:
     return f"<dup.{tag[:32]}@pocwatch.invalid>"
 
 
-def _row_values(record: MessageRecord, digest: str, base: str) -> dict[str, object]:
-    return {
-        "message_id": record.message_id,
-        "synthetic_id": record.synthetic_id,
-        "fingerprint": digest,
-        "subject": record.subject,
-        "base_subject": base,
-        "from_addr": record.from_addr,
-        "from_name": record.from_name,
-        "sender_addr": record.sender_addr,
-        "to_addrs": list(record.to_addrs),
-        "cc_addrs": list(record.cc_addrs),
-        "date_header": record.date_header,
-        "internal_date": record.internal_date,
-        "time": record.time,
-        "in_reply_to": list(record.in_reply_to),
-        "references": list(record.references),
-        "thread_index_root": record.thread_index_root,
-        "gm_thrid": record.gm_thrid,
-        "automatic": record.automatic.value if record.automatic else None,
-        "snippet": record.snippet,
-        "size": record.size,
-        "defects": list(record.defects),
-    }
+_MESSAGE_INSERT = BulkInsert(
+    MessageRow,
+    (
+        "message_id",
+        "synthetic_id",
+        "fingerprint",
+        "subject",
+        "base_subject",
+        "from_addr",
+        "from_name",
+        "sender_addr",
+        "to_addrs",
+        "cc_addrs",
+        "date_header",
+        "internal_date",
+        "time",
+        "in_reply_to",
+        "references",
+        "thread_index_root",
+        "gm_thrid",
+        "automatic",
+        "snippet",
+        "size",
+        "defects",
+        "thread_id",
+    ),
+)
+_REF_INSERT = BulkInsert(MessageRefRow, ("message_pk", "ref_id"))
+_PARTICIPANT_INSERT = BulkInsert(ParticipantRow, ("message_pk", "address", "role"))
+_LOCATION_INSERT = BulkInsert(LocationRow, ("folder_pk", "uid", "message_pk", "flags", "answered"))
+_THREAD_INSERT = BulkInsert(
+    ThreadRow, ("thread_id", "subject", "first_at", "last_at", "message_count")
+)
+
+
+def _row_values(
+    record: MessageRecord, digest: str, base: str, thread_id: str | None
+) -> tuple[object, ...]:
+    """A messages row in _MESSAGE_INSERT's column order."""
+    return (
+        record.message_id,
+        record.synthetic_id,
+        digest,
+        record.subject,
+        base,
+        record.from_addr,
+        record.from_name,
+        record.sender_addr,
+        record.to_addrs,
+        record.cc_addrs,
+        record.date_header,
+        record.internal_date,
+        record.time,
+        record.in_reply_to,
+        record.references,
+        record.thread_index_root,
+        record.gm_thrid,
+        record.automatic.value if record.automatic else None,
+        record.snippet,
+        record.size,
+        record.defects,
+        thread_id,
+    )
 
 
 def record_from_row(row: MessageRow) -> MessageRecord:
@@ -212,6 +256,8 @@ class MessageStore:
         """
         with Session(self.engine) as session, session.begin():
             row = self._folder_row(session, mailbox, folder)
+            conn = session.connection()
+            _log_changes(conn, _threads_of(conn, LocationRow.folder_pk == row.id))
             session.execute(delete(LocationRow).where(LocationRow.folder_pk == row.id))
             row.uidvalidity = uidvalidity
             row.uidnext = None
@@ -288,18 +334,26 @@ class MessageStore:
                 )
             )
             locations = [
-                {
-                    "folder_pk": folder_pk,
-                    "uid": f.uid,
-                    "message_pk": pk_by_uid[f.uid],
-                    "flags": list(f.flags),
-                    "answered": ANSWERED in map(str.lower, f.flags),
-                }
+                (
+                    folder_pk,
+                    f.uid,
+                    pk_by_uid[f.uid],
+                    f.flags,
+                    ANSWERED in map(str.lower, f.flags),
+                )
                 for f in fetched
                 if f.uid not in known
             ]
             if locations:
-                conn.execute(insert(LocationRow), locations)
+                _LOCATION_INSERT.execute(conn, locations)
+                # A known message seen in one more place may change its thread's answer
+                # (\\Answered, the mailbox it arrived in); new messages are logged by threading.
+                seen_before = {
+                    pk_by_uid[f.uid]
+                    for f, mid in zip(fetched, batch.target_of, strict=True)
+                    if f.uid not in known and mid not in batch.pending
+                }
+                _log_changes(conn, _threads_of_messages(conn, seen_before))
             if plan is not None:
                 plan.write(conn)
             changes: dict[str, object] = {}
@@ -326,12 +380,18 @@ class MessageStore:
                     LocationRow.uid.in_(list(flags_by_uid)),
                 )
             )
+            answered_changed: set[int] = set()
             for row in rows:
                 flags = list(flags_by_uid[row.uid])
                 if sorted(flags) != sorted(row.flags):
                     row.flags = flags
-                    row.answered = any(f.lower() == ANSWERED for f in flags)
+                    answered = any(f.lower() == ANSWERED for f in flags)
+                    if answered != row.answered:
+                        answered_changed.add(row.message_pk)
+                    row.answered = answered
                     changed += 1
+            conn = session.connection()
+            _log_changes(conn, _threads_of_messages(conn, answered_changed))
         return changed
 
     def message_count(self) -> int:
@@ -391,6 +451,10 @@ class MessageStore:
         result.sort(key=lambda t: (t.messages[-1].time, t.thread_id))
         return result
 
+    def thread_ids(self) -> list[str]:
+        with Session(self.engine) as session:
+            return list(session.scalars(select(ThreadRow.thread_id)))
+
     def thread_of(self, message_id: str) -> str | None:
         with Session(self.engine) as session:
             return session.scalar(
@@ -412,12 +476,13 @@ class MessageStore:
 
     def out_of_office_messages(self, until: datetime) -> list[MessageRecord]:
         """Threaded out-of-office replies up to `until` (they mark our people absent in every
-        thread), by an indexed query instead of loading every thread."""
+        thread), through a partial index that holds only them (its condition is spelled out
+        literally: a bound parameter would keep SQLite from using it)."""
         with Session(self.engine) as session:
             rows = session.scalars(
                 select(MessageRow)
                 .where(
-                    MessageRow.automatic == str(Automatic.OUT_OF_OFFICE),
+                    text(OUT_OF_OFFICE_ROWS),
                     MessageRow.thread_id.is_not(None),
                     MessageRow.time <= until,
                 )
@@ -555,75 +620,85 @@ def _linked_thread_ids(conn: Connection, fresh: list[_Member]) -> set[str]:
 def _load_subject_threads(
     conn: Connection,
     fresh: list[_Member],
-    subjects: set[str],
     loaded: dict[str, _Member],
     done: set[str],
 ) -> None:
-    """Load the stored threads the subject rule may weigh for the fresh messages' subjects.
+    """Load the stored threads whose subject-rule placement the fresh messages may change,
+    and the threads those placements weigh.
 
-    The rule only ever joins a message with a reply or forward prefix and no usable references
-    (a candidate) to an earlier thread holding its base subject and active within reach. So
-    for each fresh base subject some candidate may join by (a fresh one, one loaded already,
-    or a stored one that a fresh message precedes and so may now draw elsewhere), the threads
-    holding it and active within reach are loaded; a subject no candidate uses loads nothing,
-    however common it is.
+    Threading walks messages in time order, so up to the earliest fresh message every
+    decision stands as stored. From there on, a candidate (a message with a reply or forward
+    prefix and no usable references) may decide otherwise when a thread it may join (one
+    holding its base subject) has changed, and only loaded threads change. So two steps, until
+    nothing more is loaded: every stored candidate from the earliest fresh message on, up to
+    reach past the newest loaded message, whose base subject a loaded message holds; and, for
+    every loaded candidate from that time on, the threads holding its base subject and active
+    within reach of it. When mail comes in date order few stored messages are that recent,
+    and a subject no such candidate uses loads nothing, however common it is.
     """
     earliest = min(m.record.time for m in fresh)
-    low = min(m.record.time for m in loaded.values()) - SUBJECT_REACH
-    high = max(m.record.time for m in loaded.values()) + SUBJECT_REACH
-    keys: set[str] = set()
-    for chunk in _chunks(sorted(subjects), 400):
-        # Stored candidates a fresh message precedes. SQL keeps the rows that can hold a
-        # prefix (a colon, or "(fw" at the end) and no usable reference; has_reply_prefix
-        # decides. `|| ''` keeps the base_subject index out: a common subject ("invoice")
-        # would visit every message that ever had it, while the time range is narrow when
-        # mail comes in date order.
-        rows = conn.execute(
-            select(MessageRow.thread_id, MessageRow.subject, MessageRow.base_subject).where(
-                (MessageRow.base_subject + "").in_(chunk),
-                MessageRow.time >= earliest,
-                MessageRow.time <= high,
-                MessageRow.thread_id.is_not(None),
-                or_(
-                    MessageRow.subject.contains(":"),
-                    MessageRow.subject.contains("\uff1a"),
-                    MessageRow.subject.ilike("%(fw%"),
-                ),
-                ~exists().where(
-                    MessageRefRow.message_pk == MessageRow.id,
-                    MessageRefRow.ref_id != MessageRow.message_id,
-                    MessageRefRow.ref_id != "",
-                ),
-            )
-        )
-        later = [(tid, base) for tid, subject, base in rows if tid and has_reply_prefix(subject)]
-        keys.update(base for _tid, base in later)
-        _load_threads(conn, (tid for tid, _base in later), loaded, done)
-    keys.update(
-        m.base_subject
-        for m in loaded.values()
-        if m.base_subject in subjects and subject_fallback_key(m.record) is not None
-    )
-    searched: set[str] = set()
-    while keys - searched:
-        new = sorted(keys - searched)
-        searched.update(new)
-        thread_ids: set[str] = set()
-        for chunk in _chunks(new, 400):
-            thread_ids.update(
-                conn.scalars(
-                    select(ThreadRow.thread_id)
-                    .join(MessageRow, MessageRow.thread_id == ThreadRow.thread_id)
-                    .where(
-                        MessageRow.base_subject.in_(chunk),
-                        MessageRow.time <= high,
-                        ThreadRow.last_at >= low,
-                    )
+    later: list[tuple[str, str]] = []  # (thread id, base subject) of those stored candidates
+    scanned: datetime | None = None  # they are read up to this time
+    searched: dict[str, tuple[datetime, datetime]] = {}  # base subject -> window loaded
+    while True:
+        count = len(loaded)
+        high = max(m.record.time for m in loaded.values()) + SUBJECT_REACH
+        if scanned is None or high > scanned:
+            # SQL keeps the rows that can hold a prefix (a colon, or "(fw" at the end) and no
+            # usable reference; has_reply_prefix decides. By time only, not base subject: a
+            # common subject ("invoice") would visit every message that ever had it, while
+            # the time range is narrow when mail comes in date order.
+            rows = conn.execute(
+                select(MessageRow.thread_id, MessageRow.subject, MessageRow.base_subject).where(
+                    MessageRow.time >= earliest if scanned is None else MessageRow.time > scanned,
+                    MessageRow.time <= high,
+                    MessageRow.thread_id.is_not(None),
+                    or_(
+                        MessageRow.subject.contains(":"),
+                        MessageRow.subject.contains("\uff1a"),
+                        MessageRow.subject.ilike("%(fw%"),
+                    ),
+                    ~exists().where(
+                        MessageRefRow.message_pk == MessageRow.id,
+                        MessageRefRow.ref_id != MessageRow.message_id,
+                        MessageRefRow.ref_id != "",
+                    ),
                 )
             )
-        for member in _load_threads(conn, thread_ids, loaded, done):
-            if member.base_subject in subjects and subject_fallback_key(member.record):
-                keys.add(member.base_subject)
+            later.extend(
+                (tid, base) for tid, subject, base in rows if tid and has_reply_prefix(subject)
+            )
+            scanned = high
+        if later:
+            held = {m.base_subject for m in loaded.values()}
+            _load_threads(conn, (tid for tid, base in later if base in held), loaded, done)
+        windows: dict[str, tuple[datetime, datetime]] = {}
+        for m in loaded.values():
+            when = m.record.time
+            if when >= earliest and subject_fallback_key(m.record) is not None:
+                low, top = windows.get(m.base_subject, (when, when))
+                windows[m.base_subject] = (min(low, when), max(top, when))
+        for key, (low, top) in windows.items():
+            seen = searched.get(key)
+            if seen is not None:
+                windows[key] = (min(low, seen[0]), max(top, seen[1]))
+        wanted = sorted(key for key, window in windows.items() if searched.get(key) != window)
+        for chunk in _chunks(wanted, 400):
+            low = min(windows[key][0] for key in chunk) - SUBJECT_REACH
+            top = max(windows[key][1] for key in chunk)
+            searched.update((key, windows[key]) for key in chunk)
+            thread_ids = conn.scalars(
+                select(ThreadRow.thread_id)
+                .join(MessageRow, MessageRow.thread_id == ThreadRow.thread_id)
+                .where(
+                    MessageRow.base_subject.in_(chunk),
+                    MessageRow.time <= top,
+                    ThreadRow.last_at >= low,
+                )
+            )
+            _load_threads(conn, set(thread_ids), loaded, done)
+        if len(loaded) == count:
+            return
 
 
 @dataclass(slots=True)
@@ -641,20 +716,19 @@ class _ThreadPlan:
             conn.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
         moved: list[dict[str, object]] = []
         thread_rows = []
+        changed: set[str] = set()
         for thread in self.threads:
             members = [self.loaded[mid] for mid in thread.message_ids]
             for member in members:
+                if member.thread_id != thread.thread_id:
+                    changed.add(thread.thread_id)
+                    if member.thread_id is not None:
+                        changed.add(member.thread_id)  # it lost a message, or was merged
                 if member.pk is not None and member.thread_id != thread.thread_id:
                     moved.append({"pk": member.pk, "tid": thread.thread_id})
             first, last = members[0].record, members[-1].record
             thread_rows.append(
-                {
-                    "thread_id": thread.thread_id,
-                    "subject": first.subject,
-                    "first_at": first.time,
-                    "last_at": last.time,
-                    "message_count": len(members),
-                }
+                (thread.thread_id, first.subject, first.time, last.time, len(members))
             )
         if moved:
             conn.execute(
@@ -668,7 +742,8 @@ class _ThreadPlan:
         ids = [thread.thread_id for thread in self.threads]
         for chunk in _chunks(ids, 500):
             conn.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
-        conn.execute(insert(ThreadRow), thread_rows)
+        _THREAD_INSERT.execute(conn, thread_rows)
+        _log_changes(conn, changed)
 
 
 def _plan_threads(
@@ -682,9 +757,7 @@ def _plan_threads(
     loaded = {m.record.message_id: m for m in fresh}
     loaded_threads: set[str] = set()
     _load_threads(conn, _linked_thread_ids(conn, fresh), loaded, loaded_threads)
-    subjects = {m.base_subject for m in fresh if m.base_subject}
-    if subjects:
-        _load_subject_threads(conn, fresh, subjects, loaded, loaded_threads)
+    _load_subject_threads(conn, fresh, loaded, loaded_threads)
     threads = thread_messages((m.record for m in loaded.values()), is_external)
     thread_of = {
         mid: thread.thread_id
@@ -693,6 +766,37 @@ def _plan_threads(
         if loaded[mid].pk is None
     }
     return _ThreadPlan(loaded, loaded_threads, threads, len(fresh), thread_of)
+
+
+def _log_changes(conn: Connection, thread_ids: Iterable[str]) -> None:
+    """Log threads whose evaluation may now differ, for incremental evaluation."""
+    rows = [{"thread_id": tid} for tid in sorted(set(thread_ids))]
+    if rows:
+        conn.execute(insert(ThreadChangeRow), rows)
+
+
+def _threads_of(conn: Connection, where_location: ColumnElement[bool]) -> set[str]:
+    """The threads of the messages whose locations match `where_location`."""
+    return {
+        tid
+        for tid in conn.scalars(
+            select(MessageRow.thread_id)
+            .join(LocationRow, LocationRow.message_pk == MessageRow.id)
+            .where(where_location)
+        )
+        if tid
+    }
+
+
+def _threads_of_messages(conn: Connection, pks: Iterable[int]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(pks)), 500):
+        found.update(
+            tid
+            for tid in conn.scalars(select(MessageRow.thread_id).where(MessageRow.id.in_(chunk)))
+            if tid
+        )
+    return found
 
 
 def _folder(conn: Connection, mailbox: str, folder: str) -> tuple[int, int, datetime | None]:
@@ -782,52 +886,40 @@ def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> i
     participants; record their row ids in batch.existing. Returns how many have defects."""
     if not batch.pending:
         return 0
-    values = []
-    for mid, record in batch.pending.items():
-        row = _row_values(record, batch.digests[mid], batch.bases[mid])
-        row["thread_id"] = thread_of.get(mid)
-        values.append(row)
+    _MESSAGE_INSERT.execute(
+        conn,
+        (
+            _row_values(record, batch.digests[mid], batch.bases[mid], thread_of.get(mid))
+            for mid, record in batch.pending.items()
+        ),
+    )
+    # An executemany returns no ids; one indexed SELECT per 500 fetches them on every backend
+    # (PostgreSQL plans a multi-row VALUES .. RETURNING slowly).
     pk_of: dict[str, int] = {}
-    if conn.dialect.name == "sqlite":
-        # One multi-row INSERT .. RETURNING per page: rows may come back in any order, they
-        # carry their Message-ID (asking for parameter order makes SQLAlchemy send one
-        # statement per row).
-        returning = insert(MessageRow).returning(MessageRow.id, MessageRow.message_id)
-        pk_of.update((mid, pk) for pk, mid in conn.execute(returning, values))
-    else:
-        # PostgreSQL plans a 500-row VALUES list slowly (several times the cost measured);
-        # a pipelined executemany, then one SELECT for the new ids, is much faster there.
-        conn.execute(insert(MessageRow), values)
-        for chunk in _chunks(list(batch.pending), 500):
-            pk_of.update(
-                (mid, pk)
-                for pk, mid in conn.execute(
-                    select(MessageRow.id, MessageRow.message_id).where(
-                        MessageRow.message_id.in_(chunk)
-                    )
-                )
+    for chunk in _chunks(list(batch.pending), 500):
+        pk_of.update(
+            (mid, pk)
+            for pk, mid in conn.execute(
+                select(MessageRow.id, MessageRow.message_id).where(MessageRow.message_id.in_(chunk))
             )
-    refs: list[dict[str, object]] = []
-    people: list[dict[str, object]] = []
+        )
+    refs: list[tuple[int, str]] = []
+    people: list[tuple[int, str, str]] = []
     defects = 0
     for mid, record in batch.pending.items():
         pk = pk_of[mid]
         batch.existing[mid] = (pk, record.from_addr, record.subject, record.time)
         defects += bool(record.defects)
-        for ref in dict.fromkeys((*record.references, *record.in_reply_to)):
-            refs.append({"message_pk": pk, "ref_id": ref})
+        refs.extend((pk, ref) for ref in dict.fromkeys((*record.references, *record.in_reply_to)))
         for role, addrs in (
             ("from", (record.from_addr,)),
             ("sender", (record.sender_addr,)),
             ("to", record.to_addrs),
             ("cc", record.cc_addrs),
         ):
-            for addr in dict.fromkeys(a for a in addrs if a):
-                people.append({"message_pk": pk, "address": addr[:320], "role": role})
-    if refs:
-        conn.execute(insert(MessageRefRow), refs)
-    if people:
-        conn.execute(insert(ParticipantRow), people)
+            people.extend((pk, addr[:320], role) for addr in dict.fromkeys(a for a in addrs if a))
+    _REF_INSERT.execute(conn, refs)
+    _PARTICIPANT_INSERT.execute(conn, people)
     return defects
 
 

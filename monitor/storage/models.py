@@ -11,16 +11,19 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+OUT_OF_OFFICE_ROWS = "automatic = 'out_of_office'"  # monitor.records.Automatic.OUT_OF_OFFICE
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -79,6 +82,16 @@ class MessageRow(Base):
     """One email, however many folders hold it (keyed by Message-ID)."""
 
     __tablename__ = "messages"
+    __table_args__ = (
+        # Our people's out-of-office replies, read on every evaluation pass: a partial index
+        # holds only them, so the read stays small however much mail the store holds.
+        Index(
+            "ix_messages_out_of_office",
+            "time",
+            sqlite_where=text(OUT_OF_OFFICE_ROWS),
+            postgresql_where=text(OUT_OF_OFFICE_ROWS),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[str] = mapped_column(String(1000), unique=True)
@@ -197,17 +210,24 @@ class ViolationEventRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class ThreadChangeRow(Base):
+    """A thread whose messages, locations or \\Answered flags changed since incremental
+    evaluation last read it: evaluation reads and consumes these rows instead of comparing
+    every thread with what it last saw. A thread merged away is logged too."""
+
+    __tablename__ = "thread_changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(1000))
+
+
 class ThreadCheckRow(Base):
-    """When a thread was last evaluated, the snapshot it was evaluated on, and when its
-    violations next change with no new mail (the indexed wake-up time)."""
+    """When a thread was last evaluated, and when its violations next change with no new
+    mail (the indexed wake-up time)."""
 
     __tablename__ = "thread_checks"
 
     thread_id: Mapped[str] = mapped_column(String(1000), primary_key=True)
-    message_count: Mapped[int] = mapped_column(Integer, default=0)
-    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    answered_count: Mapped[int] = mapped_column(Integer, default=0)
-    digest: Mapped[str] = mapped_column(String(64), default="")
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -4,26 +4,25 @@
 a severity change, a resolution, a reopening, a move to another thread (threads merged), or a
 withdrawal (the rules no longer find it). Recording the same evaluation twice writes nothing.
 
-`thread_checks` remembers, per thread, the snapshot of its messages it was last evaluated on
-and when its violations next change with no new mail (`next_check_at`, indexed), so that an
-incremental pass evaluates only the changed threads and the due ones.
+`thread_changes` is the message store's log of the threads it changed; `thread_checks`
+remembers, per evaluated thread, when its violations next change with no new mail
+(`next_check_at`, indexed). An incremental pass evaluates the logged threads and the due ones,
+and consumes the log entries it read in the transaction that records its answer.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, case, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.storage.models import (
     EvaluationStateRow,
-    LocationRow,
-    MessageRow,
+    ThreadChangeRow,
     ThreadCheckRow,
     ViolationEventRow,
     ViolationRow,
@@ -32,8 +31,8 @@ from rules.base import Severity, Status, Violation
 
 __all__ = [
     "EVENTS",
+    "PendingChanges",
     "ThreadCheck",
-    "ThreadSnapshot",
     "Transition",
     "Transitions",
     "ViolationEvent",
@@ -90,24 +89,21 @@ class ViolationEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class ThreadSnapshot:
-    """What an evaluation of a thread depended on in the store, cheaply: a changed digest
-    means new or moved messages, a new location (mailbox) or a new \\Answered flag."""
+class ThreadCheck:
+    """A thread just evaluated: evaluate it again at `next_check_at` (None: only when it
+    changes)."""
 
-    message_count: int
-    last_at: datetime | None
-    answered_count: int
-    digest: str
+    thread_id: str
+    next_check_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
-class ThreadCheck:
-    """A thread evaluated on `snapshot`; evaluate it again at `next_check_at` (None: only
-    when it changes)."""
+class PendingChanges:
+    """The logged thread changes not yet consumed: the threads, and the log entries to
+    consume once their evaluation is recorded."""
 
-    thread_id: str
-    snapshot: ThreadSnapshot
-    next_check_at: datetime | None
+    thread_ids: frozenset[str]
+    entries: tuple[int, ...]
 
 
 def _chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -193,16 +189,21 @@ class ViolationStore:
         at: datetime,
         checks: Iterable[ThreadCheck] = (),
         forget: Iterable[str] = (),
+        keep: Iterable[tuple[str, str]] = (),
+        consume: PendingChanges | None = None,
     ) -> Transitions:
         """Store one evaluation of `thread_ids` as of `at`, in one transaction.
 
         `evaluated` is every violation (open and resolved) the rules found in those threads.
-        A stored violation of one of those threads that is no longer found is withdrawn.
-        `checks` are written to thread_checks alongside; `forget` drops the checks of threads
-        that no longer exist.
+        A stored violation of one of those threads that is no longer found is withdrawn,
+        unless its (thread id, rule) is in `keep`: a rule that failed found nothing, which
+        says nothing. `checks` are written to thread_checks alongside; `forget` drops the
+        checks of threads that no longer exist; `consume` deletes the change log entries
+        this evaluation answered.
         """
         found = {v.fingerprint: v for v in evaluated}
         scope = set(thread_ids) | {v.thread_id for v in evaluated}
+        kept = set(keep)
         written: list[Transition] = []
         with self.engine.begin() as conn:
             stored: dict[str, Violation] = {}
@@ -218,6 +219,7 @@ class ViolationStore:
                     stored.setdefault(row.fingerprint, _violation(row))
 
             inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
             for key, new in found.items():
                 old = stored.get(key)
                 if old is None:
@@ -230,16 +232,24 @@ class ViolationStore:
                     continue
                 if old == new:
                     continue
-                conn.execute(
-                    update(ViolationRow)
-                    .where(ViolationRow.fingerprint == key)
-                    .values(**_values(new), updated_at=at)
-                )
+                updates.append({"key": key, **_values(new), "updated_at": at})
                 written.extend(Transition(key, e, new, d) for e, d in _changes(old, new))
             if inserts:
                 conn.execute(insert(ViolationRow), inserts)
+            if updates:
+                columns: dict[str, Any] = {n: bindparam(n) for n in updates[0] if n != "key"}
+                conn.execute(
+                    update(ViolationRow)
+                    .where(ViolationRow.fingerprint == bindparam("key"))
+                    .values(columns),
+                    updates,
+                )
 
-            gone = sorted(k for k, v in stored.items() if k not in found and v.thread_id in scope)
+            gone = sorted(
+                k
+                for k, v in stored.items()
+                if k not in found and v.thread_id in scope and (v.thread_id, v.rule) not in kept
+            )
             for chunk in _chunks(gone):
                 conn.execute(delete(ViolationRow).where(ViolationRow.fingerprint.in_(chunk)))
             written.extend(
@@ -263,6 +273,9 @@ class ViolationStore:
                     ],
                 )
             self._write_checks(conn, list(checks), sorted(set(forget)), at)
+            if consume is not None:
+                for seqs in _chunks(consume.entries):
+                    conn.execute(delete(ThreadChangeRow).where(ThreadChangeRow.seq.in_(seqs)))
         return Transitions(tuple(written))
 
     def open_violations(self) -> list[Violation]:
@@ -308,56 +321,12 @@ class ViolationStore:
 
     # -- thread checks -----------------------------------------------------------------------
 
-    def thread_snapshots(self) -> dict[str, ThreadSnapshot]:
-        """Every stored thread's current snapshot, by two aggregate queries (no messages are
-        loaded)."""
+    def pending_changes(self) -> PendingChanges:
+        """The threads the message store logged as changed and no pass has consumed yet
+        (merged-away threads included)."""
         with self.engine.connect() as conn:
-            messages = conn.execute(
-                select(
-                    MessageRow.thread_id,
-                    func.count(),
-                    func.sum(MessageRow.id),
-                    func.min(MessageRow.time),
-                    func.max(MessageRow.time),
-                )
-                .where(MessageRow.thread_id.is_not(None))
-                .group_by(MessageRow.thread_id)
-            ).all()
-            locations = {
-                tid: (int(count), int(answered or 0))
-                for tid, count, answered in conn.execute(
-                    select(
-                        MessageRow.thread_id,
-                        func.count(),
-                        func.sum(case((LocationRow.answered, 1), else_=0)),
-                    )
-                    .join(MessageRow, MessageRow.id == LocationRow.message_pk)
-                    .where(MessageRow.thread_id.is_not(None))
-                    .group_by(MessageRow.thread_id)
-                )
-            }
-        snapshots: dict[str, ThreadSnapshot] = {}
-        for tid, count, pk_sum, first_at, last_at in messages:
-            where, answered = locations.get(tid, (0, 0))
-            text = (
-                f"{count}|{pk_sum}|{first_at.isoformat()}|{last_at.isoformat()}|{where}|{answered}"
-            )
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            snapshots[str(tid)] = ThreadSnapshot(int(count), last_at, answered, digest)
-        return snapshots
-
-    def changed_threads(self, store_state: dict[str, ThreadSnapshot]) -> set[str]:
-        """Threads whose snapshot differs from the one last evaluated: new threads, threads
-        with new messages or flags, and threads that no longer exist (merged away)."""
-        with self.engine.connect() as conn:
-            checked: dict[str, str] = {
-                tid: digest
-                for tid, digest in conn.execute(
-                    select(ThreadCheckRow.thread_id, ThreadCheckRow.digest)
-                )
-            }
-        changed = {tid for tid, snap in store_state.items() if checked.get(tid) != snap.digest}
-        return changed | (checked.keys() - store_state.keys())
+            rows = conn.execute(select(ThreadChangeRow.seq, ThreadChangeRow.thread_id)).all()
+        return PendingChanges(frozenset(tid for _seq, tid in rows), tuple(seq for seq, _ in rows))
 
     def due_threads(self, now: datetime) -> set[str]:
         """Threads whose next check time has come (an indexed range query)."""
@@ -371,24 +340,14 @@ class ViolationStore:
                 )
             )
 
-    def mark_checked(
-        self,
-        thread_id: str,
-        snapshot: ThreadSnapshot,
-        next_check_at: datetime | None,
-        at: datetime,
-    ) -> None:
+    def mark_checked(self, thread_id: str, next_check_at: datetime | None, at: datetime) -> None:
         with self.engine.begin() as conn:
-            self._write_checks(conn, [ThreadCheck(thread_id, snapshot, next_check_at)], [], at)
+            self._write_checks(conn, [ThreadCheck(thread_id, next_check_at)], [], at)
 
     def checks(self) -> dict[str, ThreadCheck]:
         with self.engine.connect() as conn:
             return {
-                r.thread_id: ThreadCheck(
-                    r.thread_id,
-                    ThreadSnapshot(r.message_count, r.last_at, r.answered_count, r.digest),
-                    r.next_check_at,
-                )
+                r.thread_id: ThreadCheck(r.thread_id, r.next_check_at)
                 for r in conn.execute(select(ThreadCheckRow))
             }
 
@@ -400,15 +359,7 @@ class ViolationStore:
         for chunk in _chunks(ids):
             conn.execute(delete(ThreadCheckRow).where(ThreadCheckRow.thread_id.in_(chunk)))
         rows: list[dict[str, Any]] = [
-            {
-                "thread_id": c.thread_id,
-                "message_count": c.snapshot.message_count,
-                "last_at": c.snapshot.last_at,
-                "answered_count": c.snapshot.answered_count,
-                "digest": c.snapshot.digest,
-                "next_check_at": c.next_check_at,
-                "evaluated_at": at,
-            }
+            {"thread_id": c.thread_id, "next_check_at": c.next_check_at, "evaluated_at": at}
             for c in {c.thread_id: c for c in checks}.values()
         ]
         for batch in _chunks(rows):
