@@ -13,7 +13,8 @@ last 13 days) straight into one user's INBOX Maildir, then times, alternating ro
   of the same size as pocwatch's default fetch_batch (500), over the same connection security;
 - pocwatch: monitor.sync.sync_all with a config pointing at that Dovecot, into a fresh SQLite
   database (and, with --postgres, a fresh database on a private PostgreSQL), in a child
-  process that runs only the sync, so its peak RSS (VmHWM) is the sync's own.
+  process that runs only the sync, so its peak RSS (VmHWM) is the sync's own; the parser
+  process a big backfill starts (monitor/parse_worker.py) is reported beside it.
 
 One untimed baseline pass first warms Dovecot's index cache, so neither side pays for it. The
 figure kept for each side is the best (highest rate) of its rounds. The pocwatch/baseline ratio
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -210,6 +212,7 @@ def _sync_child(config_path: Path, profile: str | None) -> int:
     config = load_config(config_path)
     with MessageStore(open_database(config.monitor.database)) as store:
         rss_before_mb = _proc_status_mb("VmRSS")
+        watcher = _ChildMemory()
         profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
         if profiler:
@@ -225,6 +228,7 @@ def _sync_child(config_path: Path, profile: str | None) -> int:
             profiler.dump_stats(profile)
         elapsed = time.perf_counter() - started
         peak_mb = _proc_status_mb("VmHWM")
+        parser_peak_mb = watcher.stop()
         if result.error:
             print(f"sync failed: {result.error}", file=sys.stderr)
             return 1
@@ -237,14 +241,42 @@ def _sync_child(config_path: Path, profile: str | None) -> int:
             "threads": store.thread_count(),
             "unthreaded": store.unthreaded_count(),
             "peak_rss_mb": peak_mb,
+            "parser_peak_rss_mb": parser_peak_mb,
             "rss_before_sync_mb": rss_before_mb,
         }
     print(json.dumps(figure))
     return 0
 
 
-def _proc_status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+class _ChildMemory(threading.Thread):
+    """The peak RSS of this process's children (the parser process), sampled from /proc while
+    they run: getrusage would count the parent's pages a child held between fork and exec."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb = 0.0
+        self._stop_event = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop_event.wait(0.5):  # VmHWM only grows: a sample late is fine
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    if stat.read_text().rsplit(")", 1)[1].split()[1] == me:
+                        hwm = _proc_status_mb("VmHWM", stat.parent.name)
+                        self.peak_mb = max(self.peak_mb, hwm)
+                except (OSError, IndexError, RuntimeError):
+                    continue  # gone meanwhile
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak_mb
+
+
+def _proc_status_mb(field: str, pid: str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024  # kB
     raise RuntimeError(f"{field} not in /proc/self/status")
@@ -283,6 +315,7 @@ def _figures(
             "ratio": round(best["msg_s"] / baseline, 3),
             "ratio_ok": best["msg_s"] / baseline >= TARGET_RATIO,
             "peak_rss_mb": round(peak, 1),
+            "parser_peak_rss_mb": round(max(r["parser_peak_rss_mb"] for r in runs), 1),
             "stored": best["stored"],
             "stored_ok": all(r["stored"] == count for r in runs),
             "threads": best["threads"],
@@ -337,7 +370,8 @@ def _print_report(f: dict[str, Any]) -> None:
         stored_note = "ok" if s["stored_ok"] else f"WRONG, expected {f['messages']}"
         print(
             f"  pocwatch sync -> {name + ':':11} {s['msg_s']:9.0f} msg/s   "
-            f"ratio {s['ratio']:.2f} ({ratio_note})   peak RSS {s['peak_rss_mb']:.0f} MB   "
+            f"ratio {s['ratio']:.2f} ({ratio_note})   peak RSS {s['peak_rss_mb']:.0f} MB "
+            f"(+ parser process {s['parser_peak_rss_mb']:.0f} MB)   "
             f"stored {s['stored']} ({stored_note})   threads {s['threads']}"
         )
 

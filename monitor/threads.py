@@ -6,6 +6,7 @@ import gc
 import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import lru_cache
 from operator import attrgetter
 
 from monitor.records import MessageRecord, Thread
@@ -59,6 +60,7 @@ def _fold(text: str) -> str:
     return _SPACE_RE.sub(" ", text).strip().casefold()
 
 
+@lru_cache(maxsize=8192)  # a thread's messages share their subject: most calls are repeats
 def base_subject(subject: str) -> str:
     """The subject without reply/forward prefixes and [tags], case and spacing folded.
 

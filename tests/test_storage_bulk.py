@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, insert
 
-from monitor.storage.bulk import BulkInsert
+from monitor.storage.bulk import BulkInsert, _string_list_json
 from monitor.storage.db import open_database
 from monitor.storage.models import Base, FolderRow, LocationRow, MessageRow
 
@@ -108,3 +111,9 @@ def _orm(values: dict[str, Any]) -> dict[str, Any]:
 
 def _orm_value(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
+
+
+@given(st.lists(st.text()))
+def test_string_lists_are_written_as_json_dumps_writes_them(items: list[str]) -> None:
+    assert _string_list_json(items) == json.dumps(items)
+    assert _string_list_json(tuple(items)) == json.dumps(items)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
@@ -86,12 +87,23 @@ def _sqlite_utc_text(column_type: UTCDateTime, dialect: Dialect) -> _Processor:
 
 
 def _with_empty_shortcut(process: _Processor) -> _Processor:
-    """Most list columns are empty (no Cc, no references, no defects): serialise [] once."""
+    """Most list columns are empty (no Cc, no references, no defects): serialise [] once.
+    The rest are lists of strings (addresses, Message-IDs), written as json.dumps would,
+    where the dialect's processor is json.dumps (checked here, once)."""
     empty = process([])
+    probe = ['a "quoted" \u00e9\\', "<b@c>"]
+    strings_quickly = process(probe) == _string_list_json(probe)
 
     def shortcut(value: Any) -> Any:
         if value == () or value == []:
             return empty
+        if strings_quickly and all(type(item) is str for item in value):
+            return _string_list_json(value)
         return process(value)
 
     return shortcut
+
+
+def _string_list_json(items: Sequence[str]) -> str:
+    """json.dumps of a list of strings (its default separators and ASCII escapes)."""
+    return "[" + ", ".join(map(encode_basestring_ascii, items)) + "]"
