@@ -18,8 +18,7 @@ from monitor.evaluation import (
     evaluate_incremental,
     evaluate_store,
     find_thread,
-    load_threads,
-    rule_context,
+    store_context,
     stored_violations,
     thread_view,
     waited,
@@ -392,9 +391,9 @@ def _print_violations(
 
 def explain_thread(config: Config, thread_id: str, now: datetime, out: TextIO) -> int:
     with MessageStore(open_database(config.monitor.database)) as store:
-        threads = load_threads(store)
-        thread = find_thread(store, threads, thread_id)
-    out.write(explain(thread, rule_context(config, threads, now)))
+        thread = find_thread(store, thread_id)
+        ctx = store_context(config, store, now)
+    out.write(explain(thread, ctx))
     return EXIT_OK
 
 

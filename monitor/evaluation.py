@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.classify import InternalPolicy
 from monitor.config import Config
 from monitor.errors import ThreadNotFound
 from monitor.storage.messages import MessageStore, StoredThread
@@ -24,8 +23,7 @@ __all__ = [
     "evaluate_store",
     "find_thread",
     "load_threads",
-    "out_of_office_seen",
-    "rule_context",
+    "store_context",
     "stored_violations",
     "thread_view",
     "waited",
@@ -47,22 +45,12 @@ def load_threads(store: MessageStore) -> list[ThreadView]:
     return [thread_view(t) for t in store.threads()]
 
 
-def out_of_office_seen(
-    threads: Iterable[ThreadView], policy: InternalPolicy, now: datetime
-) -> dict[str, tuple[datetime, ...]]:
-    """Internal address -> times of its out-of-office replies anywhere in `threads`, up to
-    `now`."""
-    return out_of_office_times(
-        (message for thread in threads for message in thread.messages), policy, now
-    )
-
-
-def rule_context(config: Config, threads: Iterable[ThreadView], now: datetime) -> RuleContext:
-    """The context of one evaluation pass as of `now`, with the absences the store shows."""
+def store_context(config: Config, store: MessageStore, now: datetime) -> RuleContext:
+    """The context of an evaluation as of `now`, with the absences the store shows: our
+    people's out-of-office replies up to `now`, read through their own index."""
     bare = RuleContext.create(config, now)
-    return RuleContext.create(
-        config, now, out_of_office=out_of_office_seen(threads, bare.policy, bare.now)
-    )
+    absences = out_of_office_times(store.out_of_office_messages(bare.now), bare.policy, bare.now)
+    return bare.with_out_of_office(absences)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,25 +70,22 @@ def evaluate_store(config: Config, store: MessageStore, now: datetime) -> Evalua
     """Run the rules over every stored thread as of `now`: the engine cuts messages later
     than `now`; the config in force is `config` whatever `now`."""
     threads = load_threads(store)
-    ctx = rule_context(config, threads, now)
+    ctx = store_context(config, store, now)
     violations = evaluate_threads(threads, ctx)
     violations.sort(key=sort_key)
     return Evaluation(ctx, threads, violations)
 
 
-def find_thread(store: MessageStore, threads: list[ThreadView], thread_id: str) -> ThreadView:
+def find_thread(store: MessageStore, thread_id: str) -> ThreadView:
     """The thread named by `thread_id`: its id as given or in <>, or the thread holding a
-    message of that Message-ID. Raises ThreadNotFound."""
-    by_id = {t.thread_id: t for t in threads}
+    message of that Message-ID; only that thread is read. Raises ThreadNotFound."""
     wanted = thread_id.strip()
     candidates = [wanted] if wanted.startswith("<") else [wanted, f"<{wanted}>"]
-    for candidate in candidates:
-        if candidate in by_id:
-            return by_id[candidate]
-    for candidate in candidates:
-        holder = store.thread_of(candidate)
-        if holder is not None and holder in by_id:
-            return by_id[holder]
+    holders = [store.thread_of(candidate) for candidate in candidates]
+    for candidate in [*candidates, *(h for h in holders if h is not None)]:
+        found = store.threads(thread_ids=[candidate])
+        if found:
+            return thread_view(found[0])
     raise ThreadNotFound(thread_id)
 
 
@@ -165,23 +150,21 @@ def _evaluate_into(
     *,
     full: bool,
 ) -> IncrementalResult:
-    ctx0 = RuleContext.create(config, now)
+    ctx = store_context(config, store, now)
     pending = violations.pending_changes()
-    absences = out_of_office_times(store.out_of_office_messages(ctx0.now), ctx0.policy, ctx0.now)
-    shared = _shared_digest(config, absences)
+    shared = _shared_digest(config, ctx.out_of_office)
     last_now = violations.shared_digest(LAST_NOW)
     full = (
         full
         or violations.shared_digest(SHARED) != shared
         or last_now is None
-        or datetime.fromisoformat(last_now) > ctx0.now  # time went back: trust nothing
+        or datetime.fromisoformat(last_now) > ctx.now  # time went back: trust nothing
     )
     wanted = set(pending.thread_ids)
     if full:
         wanted |= set(store.thread_ids()) | set(violations.checks())
     else:
-        wanted |= violations.due_threads(ctx0.now)
-    ctx = RuleContext.create(config, now, out_of_office=absences)
+        wanted |= violations.due_threads(ctx.now)
     found: list[Violation] = []
     checks: list[ThreadCheck] = []
     keep: set[tuple[str, str]] = set()
@@ -241,13 +224,12 @@ def stored_violations(
     `now`: its answer would need a full pass, which the caller then makes in memory instead of
     recording it (a trial config must not rewrite the daemon's audit log).
     """
-    ctx0 = RuleContext.create(config, now)
-    absences = out_of_office_times(store.out_of_office_messages(ctx0.now), ctx0.policy, ctx0.now)
+    ctx = store_context(config, store, now)
     last_now = violations.shared_digest(LAST_NOW)
     if (
         last_now is None
-        or datetime.fromisoformat(last_now) > ctx0.now
-        or violations.shared_digest(SHARED) != _shared_digest(config, absences)
+        or datetime.fromisoformat(last_now) > ctx.now
+        or violations.shared_digest(SHARED) != _shared_digest(config, ctx.out_of_office)
     ):
         return None
     evaluate_incremental(config, store, violations, now)
