@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, func, insert, select
 
 from monitor.storage.bulk import BulkInsert, _string_list_json
 from monitor.storage.db import open_database
@@ -36,7 +36,7 @@ MESSAGE: dict[str, Any] = {
     "thread_index_root": None,
     "gm_thrid": 2**62,
     "automatic": "out_of_office",
-    "snippet": "line\nnext\ttab",
+    "snippet": "line\nnext\ttab\r\\N \\.\n\\.",  # COPY's NULL and end markers, as text
     "size": 4096,
     "defects": ("missing-date",),
     "thread_id": "<root@example.com>",
@@ -98,6 +98,17 @@ def test_bulk_inserted_locations_match_the_orm_ones(engine: Engine) -> None:
     empty = _as_text(engine, LocationRow, "uid", 3)
     assert empty["flags"] == "[]"
     assert empty["answered"] in ("1", "true")
+
+
+def test_a_bulk_insert_is_part_of_the_callers_transaction(engine: Engine) -> None:
+    with pytest.raises(RuntimeError, match="rolled back"), engine.begin() as conn:
+        BulkInsert(FolderRow, ("mailbox", "name", "last_seen_uid")).execute(
+            conn, [("box", "INBOX", 0)]
+        )
+        assert conn.scalar(select(func.count()).select_from(FolderRow)) == 1
+        raise RuntimeError("rolled back")
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(FolderRow)) == 0
 
 
 def test_bulk_insert_of_no_rows_does_nothing(engine: Engine) -> None:

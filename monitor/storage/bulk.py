@@ -1,4 +1,4 @@
-"""Bulk inserts for the ingest path: rows as plain tuples through the driver's executemany."""
+"""Bulk inserts for the ingest path: rows as plain tuples, by executemany or PostgreSQL COPY."""
 
 from __future__ import annotations
 
@@ -36,15 +36,36 @@ class BulkInsert:
         dialect = conn.dialect
         processors = self._processors(dialect)
         params = [_processed(row, processors) for row in rows]
-        if params:
-            conn.exec_driver_sql(self._sql(dialect), params)
+        if not params:
+            return
+        if dialect.driver == "psycopg":
+            self._copy(conn, params)
+        else:
+            conn.exec_driver_sql(self._sql(dialect, "INSERT"), params)
 
-    def _sql(self, dialect: Dialect) -> str:
+    def _copy(self, conn: Connection, params: list[tuple[Any, ...]]) -> None:
+        """PostgreSQL: COPY FROM STDIN on the Connection's own psycopg connection (so in its
+        transaction). An executemany is one INSERT statement per row for the server to parse,
+        plan and run, several times the cost of a COPY row; the values are the same, already
+        processed, and psycopg writes them in COPY's text format as it would bind them."""
+        driver_connection = conn.connection.driver_connection
+        if driver_connection is None:
+            raise RuntimeError("the connection has no driver connection")
+        with (
+            driver_connection.cursor() as cursor,
+            cursor.copy(self._sql(conn.dialect, "COPY")) as copy,
+        ):
+            for row in params:
+                copy.write_row(row)
+
+    def _sql(self, dialect: Dialect, verb: str) -> str:
         quote = dialect.identifier_preparer.quote
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3 / psycopg
         names = ", ".join(quote(name) for name in self.columns)
-        marks = ", ".join(mark for _ in self.columns)
         table = dialect.identifier_preparer.format_table(self.table)
+        if verb == "COPY":
+            return f"COPY {table} ({names}) FROM STDIN"
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3 / psycopg
+        marks = ", ".join(mark for _ in self.columns)
         return f"INSERT INTO {table} ({names}) VALUES ({marks})"
 
     def _processors(self, dialect: Dialect) -> list[tuple[int, _Processor]]:

@@ -131,6 +131,7 @@ _LOCATION_INSERT = BulkInsert(LocationRow, ("folder_pk", "uid", "message_pk", "f
 _THREAD_INSERT = BulkInsert(
     ThreadRow, ("thread_id", "subject", "first_at", "last_at", "message_count")
 )
+_CHANGE_INSERT = BulkInsert(ThreadChangeRow, ("thread_id",))
 
 
 def _row_values(
@@ -770,9 +771,7 @@ def _plan_threads(
 
 def _log_changes(conn: Connection, thread_ids: Iterable[str]) -> None:
     """Log threads whose evaluation may now differ, for incremental evaluation."""
-    rows = [{"thread_id": tid} for tid in sorted(set(thread_ids))]
-    if rows:
-        conn.execute(insert(ThreadChangeRow), rows)
+    _CHANGE_INSERT.execute(conn, [(tid,) for tid in sorted(set(thread_ids))])
 
 
 def _threads_of(conn: Connection, where_location: ColumnElement[bool]) -> set[str]:
