@@ -45,7 +45,6 @@ from monitor.toml_lines import (
 
 CONFIG_ENV = "POCWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "pocwatch.toml"
-RULE_NAMES = ("unacknowledged", "conflicting_replies", "unowned")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 SECRET_KEYS = ("password", "password_env", "password_command", "oauth2_token_command")
 
@@ -626,6 +625,11 @@ class RulesConfig(_Model):
     unacknowledged: UnacknowledgedConfig = UnacknowledgedConfig()
     conflicting_replies: ConflictingRepliesConfig = ConflictingRepliesConfig()
     unowned: UnownedConfig = UnownedConfig()
+
+
+# The rules a config may name (digests.immediate): one per [rules.NAME] table, so the names are
+# not listed twice; tests check they are the rules package's own.
+RULE_NAMES = tuple(RulesConfig.model_fields)
 
 
 class AccountConfig(_Model):

@@ -49,7 +49,7 @@ def test_the_rules_package_holds_exactly_the_three_rules() -> None:
 
 
 def test_the_config_knows_the_same_rules() -> None:
-    # monitor.config validates `digests.immediate` against its own list: keep them in step.
+    # monitor.config validates `digests.immediate` against its [rules.NAME] tables.
     assert set(config_module.RULE_NAMES) == set(rule_names())
 
 
