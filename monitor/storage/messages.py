@@ -6,14 +6,16 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Connection,
     Engine,
     Executable,
     Select,
+    any_,
     bindparam,
     delete,
     exists,
@@ -24,7 +26,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from monitor.records import Automatic, FetchedMessage, FolderState, MessageRecord, Thread
 from monitor.storage.bulk import BulkInsert
@@ -330,7 +332,7 @@ class MessageStore:
                 conn.scalars(
                     select(LocationRow.uid).where(
                         LocationRow.folder_pk == folder_pk,
-                        LocationRow.uid.in_([f.uid for f in fetched]),
+                        _in(conn, LocationRow.uid, [f.uid for f in fetched]),
                     )
                 )
             )
@@ -581,7 +583,7 @@ def _load_threads(
     done.update(wanted)
     added = []
     for chunk in _chunks(wanted, 500):
-        stmt = select(*_THREADING_COLUMNS).where(MessageRow.thread_id.in_(chunk))
+        stmt = select(*_THREADING_COLUMNS).where(_in(conn, MessageRow.thread_id, chunk))
         for member in _members(conn, stmt):
             if member.record.message_id not in loaded:
                 loaded[member.record.message_id] = member
@@ -604,17 +606,17 @@ def _linked_thread_ids(conn: Connection, fresh: list[_Member]) -> set[str]:
 
     # A fresh message's own id names no threaded row (it is new, or stored unthreaded).
     for chunk in _chunks(sorted(refs - ids), 400):
-        collect(select(MessageRow.thread_id).where(MessageRow.message_id.in_(chunk)))
+        collect(select(MessageRow.thread_id).where(_in(conn, MessageRow.message_id, chunk)))
     for chunk in _chunks(sorted(links), 400):
         collect(
             select(MessageRow.thread_id)
             .join(MessageRefRow, MessageRefRow.message_pk == MessageRow.id)
-            .where(MessageRefRow.ref_id.in_(chunk))
+            .where(_in(conn, MessageRefRow.ref_id, chunk))
         )
     for chunk in _chunks(sorted(index_roots), 400):
-        collect(select(MessageRow.thread_id).where(MessageRow.thread_index_root.in_(chunk)))
+        collect(select(MessageRow.thread_id).where(_in(conn, MessageRow.thread_index_root, chunk)))
     for thrid_chunk in _chunks(sorted(thrids), 400):
-        collect(select(MessageRow.thread_id).where(MessageRow.gm_thrid.in_(thrid_chunk)))
+        collect(select(MessageRow.thread_id).where(_in(conn, MessageRow.gm_thrid, thrid_chunk)))
     return related
 
 
@@ -692,7 +694,7 @@ def _load_subject_threads(
                 select(ThreadRow.thread_id)
                 .join(MessageRow, MessageRow.thread_id == ThreadRow.thread_id)
                 .where(
-                    MessageRow.base_subject.in_(chunk),
+                    _in(conn, MessageRow.base_subject, chunk),
                     MessageRow.time <= top,
                     ThreadRow.last_at >= low,
                 )
@@ -714,7 +716,7 @@ class _ThreadPlan:
 
     def write(self, conn: Connection) -> None:
         for chunk in _chunks(sorted(self.loaded_threads), 500):
-            conn.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
+            conn.execute(delete(ThreadRow).where(_in(conn, ThreadRow.thread_id, chunk)))
         moved: list[dict[str, object]] = []
         thread_rows = []
         changed: set[str] = set()
@@ -742,7 +744,7 @@ class _ThreadPlan:
         # is impossible, but stay safe): replace rather than collide.
         ids = [thread.thread_id for thread in self.threads]
         for chunk in _chunks(ids, 500):
-            conn.execute(delete(ThreadRow).where(ThreadRow.thread_id.in_(chunk)))
+            conn.execute(delete(ThreadRow).where(_in(conn, ThreadRow.thread_id, chunk)))
         _THREAD_INSERT.execute(conn, thread_rows)
         _log_changes(conn, changed)
 
@@ -792,7 +794,9 @@ def _threads_of_messages(conn: Connection, pks: Iterable[int]) -> set[str]:
     for chunk in _chunks(sorted(set(pks)), 500):
         found.update(
             tid
-            for tid in conn.scalars(select(MessageRow.thread_id).where(MessageRow.id.in_(chunk)))
+            for tid in conn.scalars(
+                select(MessageRow.thread_id).where(_in(conn, MessageRow.id, chunk))
+            )
             if tid
         )
     return found
@@ -841,7 +845,7 @@ def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
                 MessageRow.from_addr,
                 MessageRow.subject,
                 MessageRow.time,
-            ).where(MessageRow.message_id.in_(chunk))
+            ).where(_in(conn, MessageRow.message_id, chunk))
         ):
             existing[mid] = (pk, frm, subj, when)
 
@@ -899,7 +903,9 @@ def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> i
         pk_of.update(
             (mid, pk)
             for pk, mid in conn.execute(
-                select(MessageRow.id, MessageRow.message_id).where(MessageRow.message_id.in_(chunk))
+                select(MessageRow.id, MessageRow.message_id).where(
+                    _in(conn, MessageRow.message_id, chunk)
+                )
             )
         )
     refs: list[tuple[int, str]] = []
@@ -929,6 +935,17 @@ def _as_renamed(record: MessageRecord, new_id: str) -> MessageRecord:
         synthetic_id=True,
         defects=(*record.defects, f"duplicate Message-ID {record.message_id}"),
     )
+
+
+def _in(
+    conn: Connection, column: InstrumentedAttribute[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """`column IN (values)`, as `column = ANY(array)` on PostgreSQL: one parameter instead of
+    hundreds, each of which SQLAlchemy and psycopg handle on their own (a quarter of the
+    store's client time there). The same rows either way."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterable[list[T]]:
