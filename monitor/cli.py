@@ -245,8 +245,7 @@ def thread_summaries(config: Config, store: MessageStore) -> list[ThreadSummary]
 
 
 def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> int:
-    if account is not None and account not in {a.name for a in config.accounts}:
-        raise UsageError(f"unknown account {account!r}")
+    _check_filters(config, None, account)
     with MessageStore(open_database(config.monitor.database)) as store:
         summaries = [
             s for s in thread_summaries(config, store) if account is None or s.account == account
@@ -264,7 +263,7 @@ def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> 
                     s.account or "-",
                     s.owner or "-",
                     str(len(s.message_ids)),
-                    _short_time(s.last_inbound_at),
+                    _local_time(s.last_inbound_at, config.monitor.tz),
                     "yes" if s.awaiting_reply else "no",
                 ]
                 for s in summaries
@@ -272,6 +271,7 @@ def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> 
             out,
             widths={0: 36, 1: 40},
         )
+        print(f"(times in {config.monitor.tz.key})", file=out)
     return EXIT_OK
 
 
@@ -448,10 +448,6 @@ def iso_utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _short_time(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def _thread_json(s: ThreadSummary) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, func, select
 
@@ -112,7 +113,7 @@ def test_sync_then_threads_json(imap_user: MailUser, tmp_path: Path, database_ur
         customer_mail(2, t + timedelta(hours=2), frm="Eve <eve@nowhere.example>"),
         internal_date=t + timedelta(hours=2),
     )
-    path = write_config(tmp_path, database_url, [imap_user], extra="")
+    path = write_config(tmp_path, database_url, [imap_user], extra='timezone = "Asia/Kolkata"')
     path.write_text(
         path.read_text() + '\n[[accounts]]\nname = "Acme"\ndomains = ["acme.com"]\n'
         'owner = "priya@example.com"\nbackup = "sam@example.com"\n'
@@ -137,6 +138,11 @@ def test_sync_then_threads_json(imap_user: MailUser, tmp_path: Path, database_ur
     assert [t["thread_id"] for t in json.loads(only.stdout)] == ["<q1@client.example>"]
     table = pocwatch("threads", config=path)
     assert table.returncode == 0 and "Acme" in table.stdout
+    # Times in monitor.timezone, as in the other tables.
+    arrived = (t + timedelta(hours=2)).astimezone(ZoneInfo("Asia/Kolkata"))
+    row = next(r for r in table.stdout.splitlines() if "q2@client" in r)
+    assert arrived.strftime("%Y-%m-%d %H:%M") in row
+    assert table.stdout.endswith("(times in Asia/Kolkata)\n")
 
 
 def test_unknown_mailbox_or_account_exits_2(imap_user: MailUser, tmp_path: Path) -> None:
