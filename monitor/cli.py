@@ -20,14 +20,14 @@ from monitor.evaluation import (
     find_thread,
     store_context,
     stored_violations,
-    thread_view,
     waited,
 )
 from monitor.explain import explain, format_duration
+from monitor.records import iso_utc
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ViolationStore
-from monitor.sync import MailboxResult, internal_policy, sync_all
+from monitor.sync import MailboxResult, sync_all
 from rules.base import RuleContext, ThreadView, Violation
 from rules.engine import rule_names
 from rules.summary import ThreadSummary, summarize
@@ -229,19 +229,8 @@ class _ProgressBar:
 
 
 def thread_summaries(config: Config, store: MessageStore) -> list[ThreadSummary]:
-    policy = internal_policy(config)
-    return [
-        summarize(
-            t.thread_id,
-            t.subject,
-            t.messages,
-            policy=policy,
-            accounts=config.accounts,
-            answered=t.answered,
-            arrived_in=t.arrived_in,
-        )
-        for t in store.threads()
-    ]
+    policy = config.monitor.policy
+    return [summarize(t, policy=policy, accounts=config.accounts) for t in store.threads()]
 
 
 def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> int:
@@ -335,7 +324,7 @@ def list_violations(
         else:
             every, ctx = stored, RuleContext.create(config, now)
             waiting = {v.thread_id for v in stored if v.rule == "unacknowledged"}
-            threads = [thread_view(t) for t in store.threads(thread_ids=sorted(waiting))]
+            threads = store.threads(thread_ids=sorted(waiting))
     found = [
         v
         for v in every
@@ -441,13 +430,6 @@ def run_backtest(
 
 def _local_time(value: datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else "-"
-
-
-def iso_utc(value: datetime | None) -> str | None:
-    """ISO 8601 UTC with a Z, as the JSON contract wants."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _thread_json(s: ThreadSummary) -> dict[str, Any]:

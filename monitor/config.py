@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from monitor.classify import InternalPolicy
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.secrets import resolve_secret
@@ -775,6 +776,11 @@ class MonitorConfig(_Model):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def policy(self) -> InternalPolicy:
+        """Who is one of us: internal_domains (and their subdomains), internal_addresses."""
+        return InternalPolicy.of(self.internal_domains, self.internal_addresses)
 
     @property
     def http_address(self) -> tuple[str, int]:

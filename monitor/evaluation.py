@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 from monitor.config import Config
 from monitor.errors import ThreadNotFound
-from monitor.storage.messages import MessageStore, StoredThread
+from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ThreadCheck, Transitions, ViolationStore
 from rules.base import RuleContext, ThreadView, Violation
-from rules.engine import assess, evaluate_threads, sort_key
+from rules.engine import assess, evaluate_threads
 from rules.people import out_of_office_times
 
 __all__ = [
@@ -22,27 +22,10 @@ __all__ = [
     "evaluate_incremental",
     "evaluate_store",
     "find_thread",
-    "load_threads",
     "store_context",
     "stored_violations",
-    "thread_view",
     "waited",
 ]
-
-
-def thread_view(stored: StoredThread) -> ThreadView:
-    return ThreadView(
-        thread_id=stored.thread_id,
-        subject=stored.subject,
-        messages=stored.messages,
-        answered=stored.answered,
-        arrived_in=stored.arrived_in,
-    )
-
-
-def load_threads(store: MessageStore) -> list[ThreadView]:
-    """Every stored thread, as the rules see it."""
-    return [thread_view(t) for t in store.threads()]
 
 
 def store_context(config: Config, store: MessageStore, now: datetime) -> RuleContext:
@@ -62,17 +45,13 @@ class Evaluation:
     threads: list[ThreadView]
     violations: list[Violation]
 
-    def thread(self, thread_id: str) -> ThreadView | None:
-        return next((t for t in self.threads if t.thread_id == thread_id), None)
-
 
 def evaluate_store(config: Config, store: MessageStore, now: datetime) -> Evaluation:
     """Run the rules over every stored thread as of `now`: the engine cuts messages later
     than `now`; the config in force is `config` whatever `now`."""
-    threads = load_threads(store)
+    threads = store.threads()
     ctx = store_context(config, store, now)
-    violations = evaluate_threads(threads, ctx)
-    violations.sort(key=sort_key)
+    violations = evaluate_threads(threads, ctx)  # in product order
     return Evaluation(ctx, threads, violations)
 
 
@@ -85,7 +64,7 @@ def find_thread(store: MessageStore, thread_id: str) -> ThreadView:
     for candidate in [*candidates, *(h for h in holders if h is not None)]:
         found = store.threads(thread_ids=[candidate])
         if found:
-            return thread_view(found[0])
+            return found[0]
     raise ThreadNotFound(thread_id)
 
 
@@ -142,24 +121,23 @@ def _next_check(thread: ThreadView, deadline: datetime | None, now: datetime) ->
     return min(candidates, default=None)
 
 
-def _evaluate_into(
-    config: Config,
-    store: MessageStore,
-    violations: ViolationStore,
-    now: datetime,
-    *,
-    full: bool,
-) -> IncrementalResult:
-    ctx = store_context(config, store, now)
-    pending = violations.pending_changes()
-    shared = _shared_digest(config, ctx.out_of_office)
+def _store_is_current(violations: ViolationStore, ctx: RuleContext) -> bool:
+    """Whether the store's last pass ran under this config and these absences, and not later
+    than `ctx.now` (time went back: trust nothing): only then do unchanged, undue threads keep
+    their stored answer."""
     last_now = violations.shared_digest(LAST_NOW)
-    full = (
-        full
-        or violations.shared_digest(SHARED) != shared
-        or last_now is None
-        or datetime.fromisoformat(last_now) > ctx.now  # time went back: trust nothing
+    return (
+        last_now is not None
+        and datetime.fromisoformat(last_now) <= ctx.now
+        and violations.shared_digest(SHARED) == _shared_digest(ctx.config, ctx.out_of_office)
     )
+
+
+def _evaluate_into(
+    store: MessageStore, violations: ViolationStore, ctx: RuleContext, *, full: bool
+) -> IncrementalResult:
+    pending = violations.pending_changes()
+    full = full or not _store_is_current(violations, ctx)
     wanted = set(pending.thread_ids)
     if full:
         wanted |= set(store.thread_ids()) | set(violations.checks())
@@ -169,8 +147,7 @@ def _evaluate_into(
     checks: list[ThreadCheck] = []
     keep: set[tuple[str, str]] = set()
     for chunk in _chunks(sorted(wanted), LOAD_CHUNK):
-        for stored in store.threads(thread_ids=chunk):
-            thread = thread_view(stored)
+        for thread in store.threads(thread_ids=chunk):
             assessment = assess(thread, ctx)
             found.extend(assessment.violations)
             keep.update((thread.thread_id, rule) for rule in assessment.failed)
@@ -191,7 +168,7 @@ def _evaluate_into(
         keep=keep,
         consume=pending,
     )
-    violations.set_shared_digest(SHARED, shared, ctx.now)
+    violations.set_shared_digest(SHARED, _shared_digest(ctx.config, ctx.out_of_office), ctx.now)
     violations.set_shared_digest(LAST_NOW, ctx.now.isoformat(), ctx.now)
     return IncrementalResult(len(checks), transitions, full)
 
@@ -211,7 +188,7 @@ def evaluate_incremental(
     out-of-office replies seen up to `now`), on the first pass, and when `now` is earlier
     than the last pass. The stored violations then equal a full evaluation as of `now`.
     """
-    return _evaluate_into(config, store, violations, now, full=False)
+    return _evaluate_into(store, violations, store_context(config, store, now), full=False)
 
 
 def stored_violations(
@@ -225,19 +202,14 @@ def stored_violations(
     recording it (a trial config must not rewrite the daemon's audit log).
     """
     ctx = store_context(config, store, now)
-    last_now = violations.shared_digest(LAST_NOW)
-    if (
-        last_now is None
-        or datetime.fromisoformat(last_now) > ctx.now
-        or violations.shared_digest(SHARED) != _shared_digest(config, ctx.out_of_office)
-    ):
+    if not _store_is_current(violations, ctx):
         return None
-    evaluate_incremental(config, store, violations, now)
-    return sorted(violations.all(), key=sort_key)
+    _evaluate_into(store, violations, ctx, full=False)
+    return violations.all()  # in product order
 
 
 def evaluate_full(
     config: Config, store: MessageStore, violations: ViolationStore, now: datetime
 ) -> IncrementalResult:
     """Evaluate every stored thread as of `now` and record their violations."""
-    return _evaluate_into(config, store, violations, now, full=True)
+    return _evaluate_into(store, violations, store_context(config, store, now), full=True)

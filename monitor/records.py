@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z, to the second: how every JSON output writes a time (product.md)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Automatic(enum.StrEnum):
@@ -74,6 +82,22 @@ class Thread:
 
     thread_id: str
     message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadView:
+    """A thread with its stored messages in message-time order, as the store gives it and the
+    rules read it.
+
+    `answered` holds the Message-IDs flagged \\Answered in a watched folder; `arrived_in`
+    maps a Message-ID to the mailboxes it was seen in (account matching by mailbox).
+    """
+
+    thread_id: str
+    subject: str
+    messages: tuple[MessageRecord, ...]
+    answered: frozenset[str] = frozenset()
+    arrived_in: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,7 @@ def sync_all(
     options: SyncOptions | None = None,
 ) -> list[MailboxResult]:
     """One incremental pass over every mailbox (or the named ones); failures are isolated."""
-    policy = internal_policy(config)
+    policy = config.monitor.policy
     chosen = [m for m in config.mailboxes if mailboxes is None or m.name in mailboxes]
     results = []
     for mailbox in chosen:
@@ -89,13 +89,6 @@ def sync_all(
         )
         results.append(result)
     return results
-
-
-def internal_policy(config: Config) -> InternalPolicy:
-    return InternalPolicy(
-        domains=tuple(config.monitor.internal_domains),
-        addresses=tuple(config.monitor.internal_addresses),
-    )
 
 
 def sync_mailbox(

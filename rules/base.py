@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.classify import InternalPolicy
 from monitor.config import AccountConfig, Config
-from monitor.records import MessageRecord
+from monitor.records import ThreadView, iso_utc
 from rules.calendar import BusinessCalendar
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ThreadView",
     "Violation",
     "fingerprint",
+    "sort_key",
 ]
 
 
@@ -43,12 +44,6 @@ def fingerprint(rule: str, about: str) -> str:
     thread id and must stay the same violations.
     """
     return hashlib.sha256(f"{rule}\n{about}".encode()).hexdigest()[:32]
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,28 +94,18 @@ class Violation:
             "owner": self.owner,
             "backup": self.backup,
             "notify": list(self.notify),
-            "opened_at": _iso(self.opened_at),
-            "due_at": _iso(self.due_at),
-            "resolved_at": _iso(self.resolved_at),
+            "opened_at": iso_utc(self.opened_at),
+            "due_at": iso_utc(self.due_at),
+            "resolved_at": iso_utc(self.resolved_at),
             "senders": list(self.senders),
             "chasers": self.chasers,
             "message_ids": list(self.message_ids),
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ThreadView:
-    """A thread as rules see it: its stored messages in message-time order.
-
-    `answered` holds the Message-IDs flagged \\Answered in a watched folder; `arrived_in`
-    maps a Message-ID to the mailboxes it was seen in (account matching by mailbox).
-    """
-
-    thread_id: str
-    subject: str
-    messages: tuple[MessageRecord, ...]
-    answered: frozenset[str] = frozenset()
-    arrived_in: Mapping[str, frozenset[str]] = field(default_factory=dict)
+def sort_key(violation: Violation) -> tuple[datetime, str, str, str]:
+    """product.md's order, (opened_at, thread_id), then rule and identity for stability."""
+    return violation.opened_at, violation.thread_id, violation.rule, violation.about
 
 
 def _utc(moment: datetime, what: str) -> datetime:
@@ -154,9 +139,7 @@ class RuleContext:
         *,
         out_of_office: Mapping[str, tuple[datetime, ...] | list[datetime]] | None = None,
     ) -> RuleContext:
-        policy = InternalPolicy.of(
-            config.monitor.internal_domains, config.monitor.internal_addresses
-        )
+        policy = config.monitor.policy
         calendars = {
             name: BusinessCalendar.from_config(calendar)
             for name, calendar in config.calendars.items()

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from monitor.config import AccountConfig
 from rules.accounts import match_account
-from rules.base import Rule, RuleContext, ThreadView, Violation
+from rules.base import Rule, RuleContext, ThreadView, Violation, sort_key
 from rules.people import absence_changes, out_of_office_times
 
 __all__ = [
@@ -67,11 +67,6 @@ def get_rule(name: str) -> Rule:
         if rule.name == name:
             return rule
     raise LookupError(f"no rule named {name!r} (rules: {', '.join(rule_names())})")
-
-
-def sort_key(violation: Violation) -> tuple[datetime, str, str, str]:
-    """product.md's order, (opened_at, thread_id), then rule and identity for stability."""
-    return violation.opened_at, violation.thread_id, violation.rule, violation.about
 
 
 def _as_of(thread: ThreadView, ctx: RuleContext) -> ThreadView:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.classify import InternalPolicy, direction
-from monitor.records import Direction, MessageRecord
+from monitor.records import Direction, ThreadView
 from rules.accounts import AccountLike, match_account
 from rules.unacknowledged import waits_in
 
@@ -28,20 +28,14 @@ class ThreadSummary:
 
 
 def summarize(
-    thread_id: str,
-    subject: str,
-    messages: Sequence[MessageRecord],
-    *,
-    policy: InternalPolicy,
-    accounts: Sequence[AccountLike],
-    answered: frozenset[str] = frozenset(),
-    arrived_in: Mapping[str, frozenset[str]] | None = None,
+    thread: ThreadView, *, policy: InternalPolicy, accounts: Sequence[AccountLike]
 ) -> ThreadSummary:
     """Summarise one thread (messages in message-time order) against the config in force.
 
     A thread awaits a reply while its last wait (as the unacknowledged rule counts waits) has
     not ended: no later outbound, non-automatic message and no \\Answered flag.
     """
+    messages = thread.messages
     last_inbound = last_outbound = None
     for message in messages:
         if message.automatic is not None:
@@ -51,17 +45,17 @@ def summarize(
             last_inbound = message.time
         elif way is Direction.OUTBOUND:
             last_outbound = message.time
-    found = waits_in(messages, answered, policy)
+    found = waits_in(messages, thread.answered, policy)
     waiting = bool(found) and found[-1].ended_at is None
     account = match_account(
         messages,
         accounts,
         is_external=lambda addr: not policy.is_internal(addr),
-        arrived_in=arrived_in,
+        arrived_in=thread.arrived_in,
     )
     return ThreadSummary(
-        thread_id=thread_id,
-        subject=subject,
+        thread_id=thread.thread_id,
+        subject=thread.subject,
         account=account.name if account else None,
         owner=getattr(account, "owner", None) if account else None,
         backup=getattr(account, "backup", None) if account else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from monitor.classify import InternalPolicy
+from monitor.records import ThreadView
 from rules.summary import summarize
 from tests.builders import T0, make_message, make_reply
 
@@ -12,7 +13,8 @@ POLICY = InternalPolicy(domains=("example.com",))
 
 
 def summary(*messages, answered=frozenset()):  # type: ignore[no-untyped-def]
-    return summarize("<t>", "s", messages, policy=POLICY, accounts=(), answered=answered)
+    thread = ThreadView("<t>", "s", tuple(messages), answered=answered)
+    return summarize(thread, policy=POLICY, accounts=())
 
 
 def test_a_customer_message_without_reply_awaits_one() -> None:

@@ -28,7 +28,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from monitor.records import Automatic, FetchedMessage, FolderState, MessageRecord, Thread
+from monitor.records import (
+    Automatic,
+    FetchedMessage,
+    FolderState,
+    MessageRecord,
+    Thread,
+    ThreadView,
+)
 from monitor.storage.bulk import BulkInsert
 from monitor.storage.models import (
     OUT_OF_OFFICE_ROWS,
@@ -64,17 +71,6 @@ class StoredBatch:
     duplicates: int  # already stored (the same message in another folder, or seen before)
     renamed: int  # a reused Message-ID on a different message, kept under a synthetic id
     defects: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredThread:
-    """A thread with its messages and, per message, whether a watched copy is \\Answered."""
-
-    thread_id: str
-    subject: str
-    messages: tuple[MessageRecord, ...]
-    answered: frozenset[str]  # message_ids flagged \\Answered in some watched folder
-    arrived_in: dict[str, frozenset[str]]  # message_id -> mailboxes holding it
 
 
 def fingerprint(record: MessageRecord) -> str:
@@ -416,7 +412,7 @@ class MessageStore:
             plan.write(conn)
             return plan.fresh
 
-    def threads(self, *, thread_ids: Iterable[str] | None = None) -> list[StoredThread]:
+    def threads(self, *, thread_ids: Iterable[str] | None = None) -> list[ThreadView]:
         """Stored threads with their messages, oldest activity first."""
         with Session(self.engine) as session:
             stmt = select(MessageRow).where(MessageRow.thread_id.is_not(None))
@@ -442,7 +438,7 @@ class MessageStore:
         for row in rows:
             grouped.setdefault(row.thread_id or "", []).append(row)
         result = [
-            StoredThread(
+            ThreadView(
                 thread_id=tid,
                 subject=members[0].subject,
                 messages=tuple(record_from_row(r) for r in members),

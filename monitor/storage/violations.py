@@ -27,7 +27,7 @@ from monitor.storage.models import (
     ViolationEventRow,
     ViolationRow,
 )
-from rules.base import Severity, Status, Violation
+from rules.base import Severity, Status, Violation, sort_key
 
 __all__ = [
     "EVENTS",
@@ -290,7 +290,7 @@ class ViolationStore:
             stmt = stmt.where(where)
         with self.engine.connect() as conn:
             found = [_violation(row) for row in conn.execute(stmt)]
-        found.sort(key=lambda v: (v.opened_at, v.thread_id, v.rule, v.about))
+        found.sort(key=sort_key)
         return found
 
     def open_count(self) -> int:
