@@ -94,6 +94,11 @@ def connect(mailbox: MailboxConfig) -> IMAPClient:
             mailbox.name, f"cannot connect to {mailbox.host}:{mailbox.port}: {_reason(exc)}"
         ) from exc
     client.normalise_times = False  # keep INTERNALDATE's zone: we store aware UTC
+    if not _TRAFFIC_LOG.isEnabledFor(logging.DEBUG):
+        # IMAPClient sets imaplib's debug level to 5 and sends its trace to a logger; imaplib
+        # formats every line, and the repr() of every literal and of whole responses, for it
+        # whether or not anything listens. Nobody listening: skip the formatting.
+        client._imap.debug = 0
     try:
         secret = mailbox.secret()
         if mailbox.auth_method == "xoauth2":
@@ -226,17 +231,7 @@ class MailboxReader:
         items = "(" + " ".join(item.upper() for item in self.fetch_items) + ")"
         message_set = ",".join(str(int(uid)) for uid in uids)
         # The raw imaplib object behind IMAPClient: UID FETCH, untagged FETCH responses back.
-        imap = client._imap
-        # IMAPClient sets imaplib's debug level to 5 and sends its trace to a logger; imaplib
-        # formats every line and the repr() of every literal and of the whole response for it
-        # whether or not anything listens. Nobody listening: skip the formatting.
-        saved_debug = imap.debug
-        if not _TRAFFIC_LOG.isEnabledFor(logging.DEBUG):
-            imap.debug = 0
-        try:
-            typ, data = imap.uid("FETCH", message_set, items)
-        finally:
-            imap.debug = saved_debug
+        typ, data = client._imap.uid("FETCH", message_set, items)
         if typ != "OK":
             raise IMAPClientError(f"fetch failed: {to_unicode(data[0])}")  # as IMAPClient says
         if data == [None]:

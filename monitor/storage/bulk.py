@@ -32,10 +32,14 @@ class BulkInsert:
             raise TypeError(f"{model.__name__} is not mapped to a table")
         self.table = table
         self.columns = tuple(columns)
+        self._processors_for: dict[tuple[str, str], list[tuple[int, _Processor]]] = {}
 
     def execute(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
         dialect = conn.dialect
-        processors = self._processors(dialect)
+        key = (dialect.name, dialect.driver)
+        processors = self._processors_for.get(key)
+        if processors is None:  # built once per backend, not per batch
+            processors = self._processors_for[key] = self._processors(dialect)
         params = [_processed(row, processors) for row in rows]
         if not params:
             return

@@ -347,12 +347,15 @@ class MessageStore:
                 _LOCATION_INSERT.execute(conn, locations)
                 # A known message seen in one more place may change its thread's answer
                 # (\\Answered, the mailbox it arrived in); new messages are logged by threading.
-                seen_before = {
-                    pk_by_uid[f.uid]
-                    for f, mid in zip(fetched, batch.target_of, strict=True)
-                    if f.uid not in known and mid not in batch.pending
-                }
-                _log_changes(conn, _threads_of_messages(conn, seen_before))
+                _log_changes(
+                    conn,
+                    (
+                        tid
+                        for f, mid in zip(fetched, batch.target_of, strict=True)
+                        if f.uid not in known
+                        and (tid := batch.stored_thread.get(pk_by_uid[f.uid])) is not None
+                    ),
+                )
             if plan is not None:
                 plan.write(conn)
             changes: dict[str, object] = {}
@@ -711,7 +714,10 @@ class _ThreadPlan:
     thread_of: dict[str, str]  # Message-ID -> thread id, for messages not inserted yet
 
     def write(self, conn: Connection) -> None:
-        for chunk in _chunks(sorted(self.loaded_threads), 500):
+        # The loaded threads are rewritten; a new thread id naming a thread we did not load
+        # cannot happen (its messages would have linked it), but replace rather than collide.
+        replaced = self.loaded_threads | {thread.thread_id for thread in self.threads}
+        for chunk in _chunks(sorted(replaced), 500):
             conn.execute(delete(ThreadRow).where(_in(conn, ThreadRow.thread_id, chunk)))
         moved: list[dict[str, object]] = []
         thread_rows = []
@@ -719,11 +725,12 @@ class _ThreadPlan:
         for thread in self.threads:
             members = [self.loaded[mid] for mid in thread.message_ids]
             for member in members:
-                if member.thread_id != thread.thread_id:
-                    changed.add(thread.thread_id)
-                    if member.thread_id is not None:
-                        changed.add(member.thread_id)  # it lost a message, or was merged
-                if member.pk is not None and member.thread_id != thread.thread_id:
+                if member.thread_id == thread.thread_id:
+                    continue
+                changed.add(thread.thread_id)
+                if member.thread_id is not None:
+                    changed.add(member.thread_id)  # it lost a message, or was merged
+                if member.pk is not None:
                     moved.append({"pk": member.pk, "tid": thread.thread_id})
             first, last = members[0].record, members[-1].record
             thread_rows.append(
@@ -736,11 +743,6 @@ class _ThreadPlan:
                 .values(thread_id=bindparam("tid")),
                 moved,
             )
-        # A thread id can also name a thread we did not load (a root shared by coincidence
-        # is impossible, but stay safe): replace rather than collide.
-        ids = [thread.thread_id for thread in self.threads]
-        for chunk in _chunks(ids, 500):
-            conn.execute(delete(ThreadRow).where(_in(conn, ThreadRow.thread_id, chunk)))
         _THREAD_INSERT.execute(conn, thread_rows)
         _log_changes(conn, changed)
 
@@ -827,23 +829,31 @@ class _Batch:
     target_of: list[str]  # per fetched message, the Message-ID it is stored under
     dup: int
     renamed: int
+    stored_thread: dict[int, str | None]  # row id -> thread id, of messages stored before
+
+
+# What dedup compares a fetched message with, and the thread a known one is in.
+_DEDUPE_COLUMNS = (
+    MessageRow.id,
+    MessageRow.message_id,
+    MessageRow.from_addr,
+    MessageRow.subject,
+    MessageRow.time,
+    MessageRow.thread_id,
+)
 
 
 def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
     records = [_capped(f.record) for f in fetched]
     wanted = {r.message_id for r in records}
     existing: dict[str, tuple[int, str | None, str, datetime]] = {}
+    stored_thread: dict[int, str | None] = {}
     for chunk in _chunks(sorted(wanted), 500):
-        for pk, mid, frm, subj, when in conn.execute(
-            select(
-                MessageRow.id,
-                MessageRow.message_id,
-                MessageRow.from_addr,
-                MessageRow.subject,
-                MessageRow.time,
-            ).where(_in(conn, MessageRow.message_id, chunk))
+        for pk, mid, frm, subj, when, tid in conn.execute(
+            select(*_DEDUPE_COLUMNS).where(_in(conn, MessageRow.message_id, chunk))
         ):
             existing[mid] = (pk, frm, subj, when)
+            stored_thread[pk] = tid
 
     pending: dict[str, MessageRecord] = {}
     digests: dict[str, str] = {}
@@ -864,12 +874,12 @@ def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
             record = _as_renamed(record, mid)
             if mid not in existing:
                 row = conn.execute(
-                    select(
-                        MessageRow.id, MessageRow.from_addr, MessageRow.subject, MessageRow.time
-                    ).where(MessageRow.message_id == mid)
+                    select(*_DEDUPE_COLUMNS).where(MessageRow.message_id == mid)
                 ).first()
                 if row is not None:
-                    existing[mid] = (row[0], row[1], row[2], row[3])
+                    pk, _mid, frm, subj, when, tid = row
+                    existing[mid] = (pk, frm, subj, when)
+                    stored_thread[pk] = tid
         if mid in existing or mid in pending:
             dup += 1
         else:
@@ -877,7 +887,7 @@ def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
             digests[mid] = digest  # a renamed copy keeps From, Subject and Date
         target_of.append(mid)
     bases = {mid: base_subject(record.subject)[:500] for mid, record in pending.items()}
-    return _Batch(existing, pending, digests, bases, target_of, dup, renamed)
+    return _Batch(existing, pending, digests, bases, target_of, dup, renamed, stored_thread)
 
 
 def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> int:

@@ -23,7 +23,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-OUT_OF_OFFICE_ROWS = "automatic = 'out_of_office'"  # monitor.records.Automatic.OUT_OF_OFFICE
+from monitor.records import Automatic
+
+OUT_OF_OFFICE_ROWS = f"automatic = '{Automatic.OUT_OF_OFFICE.value}'"  # a partial index's condition
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

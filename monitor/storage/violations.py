@@ -207,16 +207,17 @@ class ViolationStore:
         written: list[Transition] = []
         with self.engine.begin() as conn:
             stored: dict[str, Violation] = {}
-            for chunk in _chunks(sorted(found)):
-                for row in conn.execute(
-                    select(ViolationRow).where(ViolationRow.fingerprint.in_(chunk))
-                ):
-                    stored[row.fingerprint] = _violation(row)
             for chunk in _chunks(sorted(scope)):
                 for row in conn.execute(
                     select(ViolationRow).where(ViolationRow.thread_id.in_(chunk))
                 ):
-                    stored.setdefault(row.fingerprint, _violation(row))
+                    stored[row.fingerprint] = _violation(row)
+            # Found ones stored under a thread outside the scope (rare: threads merged).
+            for chunk in _chunks(sorted(found.keys() - stored.keys())):
+                for row in conn.execute(
+                    select(ViolationRow).where(ViolationRow.fingerprint.in_(chunk))
+                ):
+                    stored[row.fingerprint] = _violation(row)
 
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
