@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 from monitor.classify import author, direction
 from monitor.config import AccountConfig, CalendarConfig
 from monitor.records import Automatic, Direction
+from rules.accounts import first_customer_message
 from rules.base import RuleContext, Status, ThreadView, Violation
 from rules.conflicting_replies import conflicts
-from rules.engine import evaluate_thread, prepare, registered_rules
+from rules.engine import evaluate_prepared, prepare, registered_rules
 from rules.people import is_absent, same_person
 from rules.unacknowledged import thresholds, waits
 
@@ -110,8 +111,8 @@ class Explanation:
 
 def explanation(thread: ThreadView, ctx: RuleContext) -> Explanation:
     """Explain one thread as of `ctx.now` (ctx as built for the whole store: no account)."""
-    violations = evaluate_thread(thread, ctx)
     cut, ctx = prepare(thread, ctx)
+    violations = evaluate_prepared(cut, ctx)
     number = {m.message_id: i for i, m in enumerate(cut.messages, 1)}
     found = waits(cut, ctx)
     acknowledges: dict[str, int] = {}
@@ -195,6 +196,7 @@ def explanation(thread: ThreadView, ctx: RuleContext) -> Explanation:
         for b in counted[i + 1 :]
         if a.sender != b.sender and same_person(ctx, a.sender, b.sender, b.time)
     )
+    first = first_customer_message(cut.messages, lambda addr: not ctx.policy.is_internal(addr))
     return Explanation(
         thread_id=thread.thread_id,
         subject=thread.subject,
@@ -202,14 +204,7 @@ def explanation(thread: ThreadView, ctx: RuleContext) -> Explanation:
         zone=ctx.config.monitor.tz,
         later=len(thread.messages) - len(cut.messages),
         account=ctx.account,
-        first_customer=next(
-            (
-                m.from_addr
-                for m in cut.messages
-                if m.automatic is None and m.from_addr and not ctx.policy.is_internal(m.from_addr)
-            ),
-            None,
-        ),
+        first_customer=first.from_addr if first else None,
         calendar_name=_calendar_name(ctx),
         calendar=ctx.config.calendar_for(ctx.account),
         sla=ctx.sla,

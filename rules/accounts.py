@@ -54,6 +54,16 @@ def _levels(
     )
 
 
+def first_customer_message(
+    messages: Sequence[MessageRecord], is_external: Callable[[str], bool]
+) -> MessageRecord | None:
+    """The earliest inbound, non-automatic message: the one that decides the account."""
+    return next(
+        (m for m in messages if m.automatic is None and m.from_addr and is_external(m.from_addr)),
+        None,
+    )
+
+
 def match_account(
     messages: Sequence[MessageRecord],
     accounts: Sequence[AccountLike],
@@ -66,10 +76,7 @@ def match_account(
     At the first level where some account matches, the first account in file order wins.
     When that sender matches nothing, the thread's other external participants are tried.
     """
-    first = next(
-        (m for m in messages if m.automatic is None and m.from_addr and is_external(m.from_addr)),
-        None,
-    )
+    first = first_customer_message(messages, is_external)
     if first is None or not accounts:
         return None
     mailboxes = (arrived_in or {}).get(first.message_id, frozenset())

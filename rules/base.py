@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from monitor.classify import InternalPolicy
@@ -16,6 +16,7 @@ from monitor.records import ThreadView, iso_utc
 from rules.calendar import BusinessCalendar
 
 __all__ = [
+    "Answer",
     "Rule",
     "RuleContext",
     "Severity",
@@ -189,17 +190,21 @@ class RuleContext:
 _ALWAYS_OPEN = BusinessCalendar.always_open()
 
 
+class Answer(NamedTuple):
+    """A rule's answer on one thread: its violations ([] when all is well), and the earliest
+    instant after `now` at which they may change with the same messages (a threshold passing
+    with no new mail; None when only new mail can change them), so the store can wake the
+    thread. One call gives both: the work behind them is the same."""
+
+    violations: list[Violation]
+    next_deadline: datetime | None = None
+
+
 class Rule(Protocol):
-    """A rule: a name (also its [rules.NAME] table), a one-line description, one pure
-    evaluation that returns [] when all is well, and when that answer next changes by
-    itself (a threshold passing with no new mail), so that the store can wake the thread."""
+    """A rule: a name (also its [rules.NAME] table), a one-line description, and one pure
+    assessment of a thread."""
 
     name: ClassVar[str]
     description: ClassVar[str]
 
-    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]: ...
-
-    def next_deadline(self, thread: ThreadView, ctx: RuleContext) -> datetime | None:
-        """The earliest instant after `ctx.now` at which `evaluate` may answer differently
-        with the same messages; None when only new mail can change it."""
-        ...
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer: ...

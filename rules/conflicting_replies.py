@@ -9,7 +9,7 @@ from typing import ClassVar
 from monitor.classify import author, direction
 from monitor.config import ConflictingRepliesConfig
 from monitor.records import Direction, MessageRecord
-from rules.base import RuleContext, Severity, Status, ThreadView, Violation
+from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation
 from rules.people import escalated, escalation_time, is_absent, notify, same_person
 
 __all__ = ["RULE", "Conflict", "ConflictingReplies", "Reply", "conflicts"]
@@ -127,9 +127,15 @@ class ConflictingReplies:
     description: ClassVar[str] = "More than one of us answered the same customer conversation."
     Config: ClassVar[type[ConflictingRepliesConfig]] = ConflictingRepliesConfig
 
-    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
+        found = conflicts(thread, ctx)
+        return Answer(self._violations(thread, ctx, found), _next_deadline(found, ctx))
+
+    def _violations(
+        self, thread: ThreadView, ctx: RuleContext, found_conflicts: list[Conflict]
+    ) -> list[Violation]:
         found: list[Violation] = []
-        for conflict in conflicts(thread, ctx):
+        for conflict in found_conflicts:
             status = Status.OPEN if conflict.resolved_at is None else Status.RESOLVED
             up = escalated(ctx, Severity.BREACH, status, conflict.opened_at, None)
             found.append(
@@ -154,14 +160,15 @@ class ConflictingReplies:
             )
         return found
 
-    def next_deadline(self, thread: ThreadView, ctx: RuleContext) -> datetime | None:
-        found = conflicts(thread, ctx)
-        if not found or found[-1].resolved_at is not None:
-            return None
-        opened_at = found[-1].opened_at
-        expiry = opened_at + ctx.config.rules.conflicting_replies.open_for
-        later = [t for t in (expiry, escalation_time(ctx, opened_at, None)) if t]
-        return min((t for t in later if t > ctx.now), default=None)
+
+def _next_deadline(found: list[Conflict], ctx: RuleContext) -> datetime | None:
+    """When the last conflict next changes by itself: open_for running out, or escalation."""
+    if not found or found[-1].resolved_at is not None:
+        return None
+    opened_at = found[-1].opened_at
+    expiry = opened_at + ctx.config.rules.conflicting_replies.open_for
+    later = [t for t in (expiry, escalation_time(ctx, opened_at, None)) if t]
+    return min((t for t in later if t > ctx.now), default=None)
 
 
 RULE = ConflictingReplies()

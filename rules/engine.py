@@ -21,6 +21,7 @@ __all__ = [
     "Assessment",
     "assess",
     "discover",
+    "evaluate_prepared",
     "evaluate_thread",
     "evaluate_threads",
     "get_rule",
@@ -116,39 +117,27 @@ def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleConte
     return thread, _with_thread_absences(thread, ctx.with_account(account))
 
 
-def _violations(thread: ThreadView, ctx: RuleContext) -> tuple[list[Violation], set[str]]:
-    """The violations the rules find, and the names of the rules that raised."""
+def _assess_prepared(thread: ThreadView, ctx: RuleContext) -> Assessment:
+    """Every rule over a thread `prepare` has cut and narrowed the context for."""
     found: list[Violation] = []
+    candidates: list[datetime] = []
     failed: set[str] = set()
     for rule in registered_rules():
         try:
-            found.extend(rule.evaluate(thread, ctx))
+            answer = rule.assess(thread, ctx)
         except Exception:
             log.exception("rule %s failed on thread %s", rule.name, thread.thread_id)
             failed.add(rule.name)
+            continue
+        found.extend(answer.violations)
+        if answer.next_deadline is not None:
+            candidates.append(answer.next_deadline)
     found.sort(key=sort_key)
-    return found, failed
-
-
-def _next_deadline(
-    thread: ThreadView, ctx: RuleContext, violations: list[Violation], failed: set[str]
-) -> datetime | None:
-    candidates: list[datetime] = []
-    for rule in registered_rules():
-        if rule.name in failed:
-            continue
-        try:
-            deadline = rule.next_deadline(thread, ctx)
-        except Exception:
-            log.exception("rule %s failed on thread %s", rule.name, thread.thread_id)
-            failed.add(rule.name)
-            continue
-        if deadline is not None:
-            candidates.append(deadline)
-    if violations:
+    if found:
         # Whom to warn first follows the owner's absences.
         candidates.extend(absence_changes(ctx, ctx.owner))
-    return min((t for t in candidates if t > ctx.now), default=None)
+    deadline = min((t for t in candidates if t > ctx.now), default=None)
+    return Assessment(found, deadline, frozenset(failed))
 
 
 def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
@@ -159,16 +148,18 @@ def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
     The account decides the owner, calendar and SLA (the defaults without one). A rule that
     fails is logged, skipped and named in `failed`: one bad rule never stops the pass.
     """
-    thread, ctx = prepare(thread, ctx)
-    violations, failed = _violations(thread, ctx)
-    deadline = _next_deadline(thread, ctx, violations, failed)
-    return Assessment(violations, deadline, frozenset(failed))
+    return _assess_prepared(*prepare(thread, ctx))
 
 
 def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
     """Every violation of one thread as of `ctx.now`, open and resolved, in product order
     (see `assess`)."""
-    return _violations(*prepare(thread, ctx))[0]
+    return evaluate_prepared(*prepare(thread, ctx))
+
+
+def evaluate_prepared(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    """Every violation of a thread `prepare` has already cut and narrowed the context for."""
+    return _assess_prepared(thread, ctx).violations
 
 
 def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:

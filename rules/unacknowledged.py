@@ -10,7 +10,7 @@ from typing import ClassVar
 from monitor.classify import InternalPolicy, author, direction
 from monitor.config import UnacknowledgedConfig
 from monitor.records import Direction, MessageRecord
-from rules.base import RuleContext, Severity, Status, ThreadView, Violation
+from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation
 from rules.people import escalated, escalation_time, notify
 
 __all__ = ["RULE", "Unacknowledged", "Wait", "thresholds", "waits"]
@@ -70,9 +70,15 @@ class Unacknowledged:
     description: ClassVar[str] = "A customer is waiting for an answer from us past the SLA."
     Config: ClassVar[type[UnacknowledgedConfig]] = UnacknowledgedConfig
 
-    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
+        found = waits(thread, ctx)
+        return Answer(self._violations(thread, ctx, found), _next_deadline(found, ctx))
+
+    def _violations(
+        self, thread: ThreadView, ctx: RuleContext, found_waits: list[Wait]
+    ) -> list[Violation]:
         found: list[Violation] = []
-        for wait in waits(thread, ctx):
+        for wait in found_waits:
             if wait.flagged is wait.start:
                 continue  # answered from a client we cannot see: never breaches, at any now
             warn_at, due_at = thresholds(wait, ctx)
@@ -115,13 +121,14 @@ class Unacknowledged:
             )
         return found
 
-    def next_deadline(self, thread: ThreadView, ctx: RuleContext) -> datetime | None:
-        found = waits(thread, ctx)
-        if not found or found[-1].ended_at is not None:
-            return None  # a wait that ended never changes again
-        warn_at, due_at = thresholds(found[-1], ctx)
-        later = [t for t in (warn_at, due_at, escalation_time(ctx, warn_at, due_at)) if t]
-        return min((t for t in later if t > ctx.now), default=None)
+
+def _next_deadline(found: list[Wait], ctx: RuleContext) -> datetime | None:
+    """When the last wait next changes by itself: its warning, deadline or escalation."""
+    if not found or found[-1].ended_at is not None:
+        return None  # a wait that ended never changes again
+    warn_at, due_at = thresholds(found[-1], ctx)
+    later = [t for t in (warn_at, due_at, escalation_time(ctx, warn_at, due_at)) if t]
+    return min((t for t in later if t > ctx.now), default=None)
 
 
 def thresholds(wait: Wait, ctx: RuleContext) -> tuple[datetime, datetime]:

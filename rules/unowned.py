@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
 from monitor.classify import direction
 from monitor.config import UnownedConfig
 from monitor.records import Direction
-from rules.base import RuleContext, Severity, Status, ThreadView, Violation
+from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation
 
 __all__ = ["RULE", "Unowned"]
 
@@ -18,7 +17,11 @@ class Unowned:
     description: ClassVar[str] = "Customer mail that no account or no owner answers for."
     Config: ClassVar[type[UnownedConfig]] = UnownedConfig
 
-    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
+        # Only new mail or a new config changes it: no deadline.
+        return Answer(self._violations(thread, ctx))
+
+    def _violations(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
         if ctx.owner is not None:
             return []
         inbound = [
@@ -48,9 +51,6 @@ class Unowned:
                 about=thread.thread_id,
             )
         ]
-
-    def next_deadline(self, thread: ThreadView, ctx: RuleContext) -> datetime | None:
-        return None  # only new mail or a new config changes it
 
 
 RULE = Unowned()

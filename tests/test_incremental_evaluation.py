@@ -22,7 +22,7 @@ from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ViolationStore
 from rules import engine
-from rules.base import Rule, RuleContext, ThreadView, Violation
+from rules.base import Answer, Rule, RuleContext, ThreadView, Violation
 from tests.builders import is_external, make_message, make_reply
 from tests.rule_scenarios import PRIYA, SAM, SUPPORT, make_config
 
@@ -275,13 +275,10 @@ class FailingOnce:
         self.description = rule.description
         self.failing = False
 
-    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
         if self.failing:
             raise RuntimeError("rule broke")
-        return self.rule.evaluate(thread, ctx)
-
-    def next_deadline(self, thread: ThreadView, ctx: RuleContext) -> datetime | None:
-        return self.rule.next_deadline(thread, ctx)
+        return self.rule.assess(thread, ctx)
 
 
 def test_a_rule_that_fails_keeps_its_violations_and_is_retried(

@@ -19,7 +19,15 @@ import rules.engine as engine
 from monitor import config as config_module
 from monitor.config import RulesConfig
 from monitor.records import Automatic, MessageRecord
-from rules.base import RuleContext, Severity, Status, ThreadView, Violation, fingerprint
+from rules.base import (
+    Answer,
+    RuleContext,
+    Severity,
+    Status,
+    ThreadView,
+    Violation,
+    fingerprint,
+)
 from rules.engine import (
     assess,
     discover,
@@ -65,8 +73,8 @@ class {cls}:
     name: ClassVar[str] = "{name}"
     description: ClassVar[str] = "A test rule."
 
-    def evaluate(self, thread, ctx):
-        return []
+    def assess(self, thread, ctx):
+        return None
 
 RULE = {cls}()
 """
@@ -106,7 +114,7 @@ class Broken:
     name: ClassVar[str] = "broken"
     description: ClassVar[str] = "Always fails."
 
-    def evaluate(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
         raise ZeroDivisionError("bad rule")
 
 
