@@ -204,10 +204,10 @@ def _pocwatch(config: Path, profile: str | None) -> dict[str, Any]:
 
 
 def _sync_child(config_path: Path, profile: str | None) -> int:
-    from monitor.config import load_config
     from monitor.storage.db import open_database
     from monitor.storage.messages import MessageStore
     from monitor.sync import SyncOptions, sync_all
+    from rules.registry import load_config
 
     config = load_config(config_path)
     with MessageStore(open_database(config.monitor.database)) as store:

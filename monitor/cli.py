@@ -7,12 +7,13 @@ import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from monitor.config import Config, load_config
+from monitor.config import Config
+from monitor.display import human_duration
 from monitor.errors import ConfigErrors, PocwatchError
 from monitor.evaluation import (
     evaluate_incremental,
@@ -20,17 +21,17 @@ from monitor.evaluation import (
     find_thread,
     store_context,
     stored_violations,
-    waited,
 )
-from monitor.explain import explain, format_duration
+from monitor.explain import explain
 from monitor.records import iso_utc
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ViolationStore
 from monitor.sync import MailboxResult, sync_all
-from rules.base import RuleContext, ThreadView, Violation
-from rules.engine import rule_names
+from rules.base import RuleContext, Violation
+from rules.registry import load_config, rule_names
 from rules.summary import ThreadSummary, summarize
+from rules.unacknowledged import waited
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -320,11 +321,9 @@ def list_violations(
         )
         if stored is None:
             evaluation = evaluate_store(config, store, now)
-            every, ctx, threads = evaluation.violations, evaluation.ctx, evaluation.threads
+            every, ctx = evaluation.violations, evaluation.ctx
         else:
             every, ctx = stored, RuleContext.create(config, now)
-            waiting = {v.thread_id for v in stored if v.rule == "unacknowledged"}
-            threads = store.threads(thread_ids=sorted(waiting))
     found = [
         v
         for v in every
@@ -336,26 +335,22 @@ def list_violations(
         json.dump([v.as_json() for v in found], out, indent=2)
         out.write("\n")
     else:
-        _print_violations(found, threads, ctx, out)
+        _print_violations(found, ctx, out)
     return EXIT_OK
 
 
-def _print_violations(
-    found: list[Violation], thread_list: Iterable[ThreadView], ctx: RuleContext, out: TextIO
-) -> None:
-    """The violations as a table; `thread_list` holds at least the threads of the
-    `unacknowledged` ones (for the business time they waited)."""
+def _print_violations(found: list[Violation], ctx: RuleContext, out: TextIO) -> None:
+    """The violations as a table, with the business time each customer waited."""
     zone = ctx.config.monitor.tz
-    threads = {t.thread_id: t for t in thread_list}
     rows = []
     for v in found:
-        clock = waited(v, threads, ctx)
+        clock = waited(v, ctx)
         if clock is None:
             spent = "-"
         else:
-            spent = format_duration(clock[0])
+            spent = human_duration(clock[0])
             if clock[1]:
-                spent += f", {format_duration(clock[1])} over"
+                spent += f", {human_duration(clock[1])} over"
         rows.append(
             [
                 v.rule,
@@ -418,7 +413,7 @@ def run_backtest(
         )
         out.write("\n")
         return EXIT_OK
-    _print_violations(found, evaluation.threads, evaluation.ctx, out)
+    _print_violations(found, evaluation.ctx, out)
     print(file=out)
     _print_table(
         ["rule", "account", "count"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import os
 import re
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -209,11 +211,12 @@ def _listen(value: object) -> str:
     return text
 
 
-def _rule_name(value: object) -> str:
+def _rule_name(value: object, info: ValidationInfo) -> str:
     text = _string(value, "a rule name")
-    if text not in RULE_NAMES:
+    names: Sequence[str] = (info.context or {}).get("rule_names", ())
+    if text not in names:
         raise ValueError(
-            f"unknown rule {text!r} (rules: {', '.join(RULE_NAMES)}){_suggest(text, RULE_NAMES)}"
+            f"unknown rule {text!r} (rules: {', '.join(names)}){_suggest(text, names)}"
         )
     return text
 
@@ -600,44 +603,41 @@ class CalendarConfig(_Model):
         return frozenset(WEEKDAYS.index(day) for day in self.days)
 
 
-class UnacknowledgedConfig(_Model):
-    """[rules.unacknowledged]: the default SLA (business time) and the warning threshold."""
-
-    sla: BusinessDuration = timedelta(hours=4)
-    warn_at: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.75
+class RuleSettings(_Model):
+    """One rule's [rules.NAME] table. Each rule module defines its own subclass next to the
+    rule; every key has a default, because the table may be absent."""
 
 
-class ConflictingRepliesConfig(_Model):
-    """[rules.conflicting_replies]: wall-time windows and the addresses that never count."""
-
-    window: PositiveDuration = timedelta(hours=24)
-    open_for: PositiveDuration = timedelta(days=3)
-    absence_window: Duration = timedelta(days=7)
-    allow: tuple[Email, ...] = ()
-
-
-class UnownedConfig(_Model):
-    """[rules.unowned] has no settings yet; the table may exist, empty."""
+SettingsT = TypeVar("SettingsT", bound=RuleSettings)
+RuleTables = Mapping[str, type[RuleSettings]]
+"""Rule name -> its settings model: the tables a [rules] section may hold."""
 
 
 class RulesConfig(_Model):
-    """[rules]: one table per rule, named as the rule."""
+    """[rules]: one table per rule, named as the rule.
 
-    unacknowledged: UnacknowledgedConfig = UnacknowledgedConfig()
-    conflicting_replies: ConflictingRepliesConfig = ConflictingRepliesConfig()
-    unowned: UnownedConfig = UnownedConfig()
+    This base has no tables: `config_model` makes a subclass with one field per rule it is
+    given, so the rules are listed once, by the rules package, and never here.
+    """
 
+    def settings(self, kind: type[SettingsT]) -> SettingsT:
+        """The table whose model is `kind`: a rule reads its own settings, typed."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if type(value) is kind:
+                return value
+        raise LookupError(f"no [rules] table is a {kind.__name__}")
 
-# The rules a config may name (digests.immediate): one per [rules.NAME] table, so the names are
-# not listed twice; tests check they are the rules package's own.
-RULE_NAMES = tuple(RulesConfig.model_fields)
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
 
 
 class AccountConfig(_Model):
     """A customer account: how its mail is recognised, who owns it, its SLA.
 
-    After load_config, `sla` and `calendar` are the effective ones: the account's own, else
-    [rules.unacknowledged] sla and "default" (calendar None: every hour is open).
+    After load_config, `calendar` is the effective one: the account's own, else "default"
+    (None: every hour is open). `sla` None means the `unacknowledged` rule's default.
     """
 
     name: NonEmpty
@@ -811,7 +811,7 @@ class Config(_Model):
     monitor: MonitorConfig
     mailboxes: Annotated[tuple[MailboxConfig, ...], Field(min_length=1)]
     calendars: dict[str, CalendarConfig] = {}
-    rules: RulesConfig = RulesConfig()
+    rules: RulesConfig = RulesConfig()  # made per set of rules by config_model
     accounts: tuple[AccountConfig, ...] = ()
     absences: tuple[AbsenceConfig, ...] = ()
     handoffs: tuple[HandoffConfig, ...] = ()
@@ -827,13 +827,10 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _effective_account_settings(self) -> Config:
-        # Readers then see what an unset key means without knowing the defaults.
+        # Readers then see what an unset key means without knowing the default.
         accounts = tuple(
             account.model_copy(
-                update={
-                    "sla": account.sla or self.rules.unacknowledged.sla,
-                    "calendar": (account.calendar or "default") if self.calendars else None,
-                }
+                update={"calendar": (account.calendar or "default") if self.calendars else None}
             )
             for account in self.accounts
         )
@@ -867,17 +864,34 @@ class Config(_Model):
             return self.default_calendar
         return self.calendars.get(account.calendar)
 
-    def sla_for(self, account: AccountConfig | None) -> timedelta:
-        if account is None or account.sla is None:
-            return self.rules.unacknowledged.sla
-        return account.sla
-
 
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate a config file; raise ConfigErrors naming every problem found."""
+@functools.cache
+def _config_model(tables: tuple[tuple[str, type[RuleSettings]], ...]) -> type[Config]:
+    rules = create_model(  # type: ignore[call-overload]
+        "RulesConfig",
+        __base__=RulesConfig,
+        **{name: (kind, Field(default_factory=kind)) for name, kind in tables},
+    )
+    model: type[Config] = create_model(
+        "Config", __base__=Config, rules=(rules, Field(default_factory=rules))
+    )
+    return model
+
+
+def config_model(rules: RuleTables) -> type[Config]:
+    """The Config model whose [rules] holds exactly these tables (one model per set)."""
+    return _config_model(tuple(sorted(rules.items())))
+
+
+def load_config(path: str | os.PathLike[str] | None, *, rules: RuleTables) -> Config:
+    """Read and validate a config file; raise ConfigErrors naming every problem found.
+
+    `rules` are the rules' settings models, by rule name: the rules package passes its own
+    (rules.registry.load_config), so this module never lists them.
+    """
     file = Path(path) if path is not None else default_config_path()
     name = os.fspath(file)
     try:
@@ -889,10 +903,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigErrors([ConfigError(name, line, "", "not UTF-8 text")]) from None
-    return parse_config(text, file)
+    return parse_config(text, file, rules=rules)
 
 
-def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
+def parse_config(text: str, path: str | os.PathLike[str], *, rules: RuleTables) -> Config:
     """Validate TOML text as if read from `path` (relative paths in it are relative to that)."""
     name = os.fspath(path)
     try:
@@ -905,15 +919,15 @@ def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
     lines = scan_key_lines(text)
     problems: list[tuple[KeyPath, str]] = []
     absolute = Path(path).absolute()
+    model = config_model(rules)
+    context = {"path": absolute, "config_dir": absolute.parent, "rule_names": sorted(rules)}
     try:
-        config = Config.model_validate(
-            raw, context={"path": absolute, "config_dir": absolute.parent}
-        )
+        config = model.model_validate(raw, context=context)
     except ValidationError as exc:
         details = exc.errors()
         failed = {tuple(error["loc"]) for error in details}
         problems.extend(
-            _problem(error)
+            _problem(model, error)
             for error in details
             # pydantic counts only the valid items of an array against its minimum length.
             if not (error["type"] == "too_short" and _has_descendant(failed, tuple(error["loc"])))
@@ -965,7 +979,7 @@ _TABLES: dict[KeyPath, str] = {
 }
 
 
-def _problem(error: ErrorDetails) -> tuple[KeyPath, str]:
+def _problem(model: type[Config], error: ErrorDetails) -> tuple[KeyPath, str]:
     """Turn one pydantic error into (key path, the problem in the user's words)."""
     loc: KeyPath = tuple(error["loc"])
     kind = error["type"]
@@ -978,7 +992,7 @@ def _problem(error: ErrorDetails) -> tuple[KeyPath, str]:
         return loc, _TABLES.get(loc, "required key is missing")
     if kind == "extra_forbidden":
         word = str(loc[-1])
-        return loc, f"unknown key {word!r}{_suggest(word, _allowed_keys(loc[:-1]))}"
+        return loc, f"unknown key {word!r}{_suggest(word, _allowed_keys(model, loc[:-1]))}"
     if kind == "value_error":
         return loc, str(ctx.get("error", error["msg"]))
     if kind in _EXPECTED:
@@ -993,9 +1007,9 @@ def _problem(error: ErrorDetails) -> tuple[KeyPath, str]:
     return loc, error["msg"]
 
 
-def _allowed_keys(loc: Sequence[str | int]) -> list[str]:
+def _allowed_keys(model: type[Config], loc: Sequence[str | int]) -> list[str]:
     """The keys the table at `loc` accepts, for "did you mean" (walks the model types)."""
-    current: Any = Config
+    current: Any = model
     for part in loc:
         current = _unwrap(current)
         origin = get_origin(current)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from monitor.config import Config
 from monitor.errors import ThreadNotFound
+from monitor.storage.db import chunks
 from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ThreadCheck, Transitions, ViolationStore
 from rules.base import RuleContext, ThreadView, Violation
@@ -24,7 +26,6 @@ __all__ = [
     "find_thread",
     "store_context",
     "stored_violations",
-    "waited",
 ]
 
 
@@ -38,11 +39,10 @@ def store_context(config: Config, store: MessageStore, now: datetime) -> RuleCon
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """The store evaluated as of `ctx.now`: its threads and every violation (open and
-    resolved), in product order."""
+    """The store evaluated as of `ctx.now`: every violation (open and resolved), in product
+    order, and the context they were found in."""
 
     ctx: RuleContext
-    threads: list[ThreadView]
     violations: list[Violation]
 
 
@@ -52,7 +52,7 @@ def evaluate_store(config: Config, store: MessageStore, now: datetime) -> Evalua
     threads = store.threads()
     ctx = store_context(config, store, now)
     violations = evaluate_threads(threads, ctx)  # in product order
-    return Evaluation(ctx, threads, violations)
+    return Evaluation(ctx, violations)
 
 
 def find_thread(store: MessageStore, thread_id: str) -> ThreadView:
@@ -66,27 +66,6 @@ def find_thread(store: MessageStore, thread_id: str) -> ThreadView:
         if found:
             return found[0]
     raise ThreadNotFound(thread_id)
-
-
-def waited(
-    violation: Violation, threads: Mapping[str, ThreadView], ctx: RuleContext
-) -> tuple[timedelta, timedelta] | None:
-    """For an `unacknowledged` violation: (business time waited up to its resolution or
-    `ctx.now`, business time past the deadline); None for other rules."""
-    if violation.rule != "unacknowledged" or violation.due_at is None:
-        return None
-    thread = threads.get(violation.thread_id)
-    start = (
-        next((m.time for m in thread.messages if m.message_id == violation.about), None)
-        if thread
-        else None
-    )
-    if start is None:
-        return None
-    account = next((a for a in ctx.config.accounts if a.name == violation.account), None)
-    calendar = ctx.with_account(account).calendar
-    end = violation.resolved_at or ctx.now
-    return calendar.between(start, end), calendar.between(violation.due_at, end)
 
 
 # -- incremental evaluation into the violation store ---------------------------------------
@@ -106,11 +85,24 @@ class IncrementalResult:
     full: bool = False
 
 
+# The config keys no rule reads: editing them (a mailbox password, the SMTP server, a
+# schedule) keeps every stored answer. Listed by exclusion, so that a key added later counts
+# until it is known not to: at worst one needless full pass, never a stale answer.
+_NOT_READ_BY_RULES: dict[str, Any] = {
+    "mailboxes": True,
+    "smtp": True,
+    "reports": True,
+    "monitor": {"database", "poll_interval", "backfill", "http_listen", "fetch_batch"},
+    "digests": {"schedule", "immediate"},
+}
+
+
 def _shared_digest(config: Config, absences: Mapping[str, tuple[datetime, ...]]) -> str:
-    """What every thread's answer depends on besides its own messages: the config in force
-    and the out-of-office replies of our people seen anywhere up to `now`."""
+    """What every thread's answer depends on besides its own messages: the config the rules
+    read and the out-of-office replies of our people seen anywhere up to `now`."""
+    read = config.model_dump(exclude=_NOT_READ_BY_RULES)
     seen = sorted((who, tuple(t.isoformat() for t in times)) for who, times in absences.items())
-    return hashlib.sha256(f"{config!r}\n{seen!r}".encode()).hexdigest()
+    return hashlib.sha256(f"{read!r}\n{seen!r}".encode()).hexdigest()
 
 
 def _next_check(thread: ThreadView, deadline: datetime | None, now: datetime) -> datetime | None:
@@ -146,7 +138,7 @@ def _evaluate_into(
     found: list[Violation] = []
     checks: list[ThreadCheck] = []
     keep: set[tuple[str, str]] = set()
-    for chunk in _chunks(sorted(wanted), LOAD_CHUNK):
+    for chunk in chunks(sorted(wanted), LOAD_CHUNK):
         for thread in store.threads(thread_ids=chunk):
             assessment = assess(thread, ctx)
             found.extend(assessment.violations)
@@ -171,11 +163,6 @@ def _evaluate_into(
     violations.set_shared_digest(SHARED, _shared_digest(ctx.config, ctx.out_of_office), ctx.now)
     violations.set_shared_digest(LAST_NOW, ctx.now.isoformat(), ctx.now)
     return IncrementalResult(len(checks), transitions, full)
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def evaluate_incremental(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from monitor.classify import InternalPolicy
-from monitor.config import AccountConfig, Config
+from monitor.config import AccountConfig, Config, RuleSettings, SettingsT
 from monitor.records import ThreadView, iso_utc
 from rules.calendar import BusinessCalendar
 
@@ -24,6 +24,7 @@ __all__ = [
     "ThreadView",
     "Violation",
     "fingerprint",
+    "numbered",
     "sort_key",
 ]
 
@@ -164,9 +165,9 @@ class RuleContext:
         calendar = self.calendars.get(name or "default")
         return calendar if calendar is not None else _ALWAYS_OPEN
 
-    @property
-    def sla(self) -> timedelta:
-        return self.config.sla_for(self.account)
+    def settings(self, kind: type[SettingsT]) -> SettingsT:
+        """A rule's own [rules.NAME] table, typed: `ctx.settings(UnacknowledgedSettings)`."""
+        return self.config.rules.settings(kind)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -201,10 +202,28 @@ class Answer(NamedTuple):
 
 
 class Rule(Protocol):
-    """A rule: a name (also its [rules.NAME] table), a one-line description, and one pure
-    assessment of a thread."""
+    """A rule: a name (also its [rules.NAME] table), a one-line description, the model of
+    its [rules.NAME] table, one pure assessment of a thread, and why it fired there or not
+    (each rule explains itself, so adding a rule stays adding one module)."""
 
     name: ClassVar[str]
     description: ClassVar[str]
+    Settings: ClassVar[type[RuleSettings]]
 
     def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer: ...
+
+    def explain(
+        self, thread: ThreadView, ctx: RuleContext, violations: Sequence[Violation]
+    ) -> list[str]:
+        """Why the rule fired on the thread or did not: lines of text, not indented.
+
+        `thread` and `ctx` are as `rules.engine.prepare` gave them (cut at `now`, narrowed to
+        the account), `violations` are this rule's on the thread. Messages are named `#N`
+        (`numbered`), times shown in `ctx.config.monitor.tz` (`monitor.display`).
+        """
+        ...
+
+
+def numbered(thread: ThreadView) -> dict[str, int]:
+    """Each message's `#N` in explanations: N is its 1-based place in `thread.messages`."""
+    return {m.message_id: n for n, m in enumerate(thread.messages, 1)}

@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import ClassVar
+from datetime import datetime, timedelta
+from typing import ClassVar, Literal
 
 from monitor.classify import author, direction
-from monitor.config import ConflictingRepliesConfig
+from monitor.config import Duration, Email, PositiveDuration, RuleSettings
+from monitor.display import format_time, human_duration
 from monitor.records import Direction, MessageRecord
-from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation
+from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation, numbered
 from rules.people import escalated, escalation_time, is_absent, notify, same_person
 
-__all__ = ["RULE", "Conflict", "ConflictingReplies", "Reply", "conflicts"]
+__all__ = [
+    "RULE",
+    "Conflict",
+    "ConflictingReplies",
+    "ConflictingRepliesSettings",
+    "Reply",
+    "conflicts",
+]
+
+
+class ConflictingRepliesSettings(RuleSettings):
+    """[rules.conflicting_replies]: wall-time windows and the addresses that never count.
+
+    `absence_window` (how long an out-of-office reply makes its sender absent) lives here as
+    product.md places it, though whom a violation warns first depends on it for every rule.
+    """
+
+    window: PositiveDuration = timedelta(hours=24)
+    open_for: PositiveDuration = timedelta(days=3)
+    absence_window: Duration = timedelta(days=7)
+    allow: tuple[Email, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An outbound, non-automatic message that counts: its author and its turn (the number
-    of inbound, non-automatic messages before it)."""
+    """An outbound, non-automatic message: its author, its turn (the number of inbound,
+    non-automatic messages before it), and why it never conflicts, if so."""
 
     message: MessageRecord
     sender: str
     turn: int
+    excluded: Literal["allowed", "owner absent"] | None = None
 
     @property
     def time(self) -> datetime:
         return self.message.time
+
+    @property
+    def counts(self) -> bool:
+        return self.excluded is None
 
 
 @dataclass(slots=True)
@@ -38,6 +65,7 @@ class Conflict:
     last_turn: int
     replies: list[Reply] = field(default_factory=list)
     resolved_at: datetime | None = None
+    resolved_by: Reply | None = None  # the reply that answered a later turn alone
 
     def involve(self, replies: list[Reply]) -> None:
         known = {r.message.message_id for r in self.replies}
@@ -46,12 +74,13 @@ class Conflict:
 
 
 def _replies(thread: ThreadView, ctx: RuleContext) -> tuple[list[Reply], dict[int, str]]:
-    """The replies that count, and the first outbound message of each turn (counted or not)."""
-    allow = set(ctx.config.rules.conflicting_replies.allow)
+    """Every reply, those that do not count marked so (the rule skips them, explain says
+    why), and the first outbound message of each turn (counted or not)."""
+    allow = set(ctx.settings(ConflictingRepliesSettings).allow)
     owner = ctx.owner
     turn = 0
     first_of_turn: dict[int, str] = {}
-    counted: list[Reply] = []
+    replies: list[Reply] = []
     for message in thread.messages:
         if message.automatic is not None:
             continue
@@ -64,11 +93,13 @@ def _replies(thread: ThreadView, ctx: RuleContext) -> tuple[list[Reply], dict[in
         first_of_turn.setdefault(turn, message.message_id)
         sender = (author(message, ctx.policy) or "").lower()
         if sender in allow:
-            continue
-        if sender == owner and is_absent(ctx, owner, message.time):
-            continue  # the backup answering alongside an absent owner is no conflict
-        counted.append(Reply(message, sender, turn))
-    return counted, first_of_turn
+            replies.append(Reply(message, sender, turn, "allowed"))
+        elif sender == owner and is_absent(ctx, owner, message.time):
+            # the backup answering alongside an absent owner is no conflict
+            replies.append(Reply(message, sender, turn, "owner absent"))
+        else:
+            replies.append(Reply(message, sender, turn))
+    return replies, first_of_turn
 
 
 def conflicts(thread: ThreadView, ctx: RuleContext) -> list[Conflict]:
@@ -80,8 +111,14 @@ def conflicts(thread: ThreadView, ctx: RuleContext) -> list[Conflict]:
     turn resolves it (that turn is answered by one sender), or `open_for` after it opened.
     A resolution starts afresh: replies before it no longer pair with later ones.
     """
-    settings = ctx.config.rules.conflicting_replies
-    replies, first_of_turn = _replies(thread, ctx)
+    return _conflicts_among(*_replies(thread, ctx), ctx)
+
+
+def _conflicts_among(
+    replies: Sequence[Reply], first_of_turn: Mapping[int, str], ctx: RuleContext
+) -> list[Conflict]:
+    """`conflicts` over the replies `_replies` found (explain needs those replies too)."""
+    settings = ctx.settings(ConflictingRepliesSettings)
     found: list[Conflict] = []
     used: set[str] = set()
     current: Conflict | None = None
@@ -95,9 +132,11 @@ def conflicts(thread: ThreadView, ctx: RuleContext) -> list[Conflict]:
             current = None
 
     for reply in replies:
+        if not reply.counts:
+            continue
         expire(reply.time)
         if current is not None and reply.turn > current.last_turn:
-            current.resolved_at = reply.time
+            current.resolved_at, current.resolved_by = reply.time, reply
             current, history = None, [reply]
             continue
         partners = [
@@ -125,11 +164,82 @@ def conflicts(thread: ThreadView, ctx: RuleContext) -> list[Conflict]:
 class ConflictingReplies:
     name: ClassVar[str] = "conflicting_replies"
     description: ClassVar[str] = "More than one of us answered the same customer conversation."
-    Config: ClassVar[type[ConflictingRepliesConfig]] = ConflictingRepliesConfig
+    Settings: ClassVar[type[ConflictingRepliesSettings]] = ConflictingRepliesSettings
 
     def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
         found = conflicts(thread, ctx)
         return Answer(self._violations(thread, ctx, found), _next_deadline(found, ctx))
+
+    def explain(
+        self, thread: ThreadView, ctx: RuleContext, violations: Sequence[Violation]
+    ) -> list[str]:
+        """Each conflict and how it ended, the replies that never count, and when none fired,
+        why the replies were no conflict."""
+        settings = ctx.settings(ConflictingRepliesSettings)
+        zone = ctx.config.monitor.tz
+        number = numbered(thread)
+        window = human_duration(settings.window, days=True)
+        replies, first_of_turn = _replies(thread, ctx)
+        lines = []
+        for c in _conflicts_among(replies, first_of_turn, ctx):
+            turns = {r.turn for r in c.replies}
+            how = "in the same turn" if len(turns) == 1 else f"within {window} of each other"
+            lines.append(
+                f"{_names(c.replies, number)} answered {how}: "
+                f"opened {format_time(c.opened_at, zone)}"
+            )
+            if c.resolved_at is None:
+                lines.append(
+                    "open until a later turn is answered by one sender, or until "
+                    f"{format_time(c.opened_at + settings.open_for, zone)} (open_for) at the latest"
+                )
+            elif c.resolved_by is not None:
+                lines.append(
+                    f"resolved at {format_time(c.resolved_at, zone)}: "
+                    f"#{number[c.resolved_by.message.message_id]} answered a later turn alone"
+                )
+            else:
+                lines.append(
+                    f"resolved at {format_time(c.resolved_at, zone)}: "
+                    f"open_for ({human_duration(settings.open_for, days=True)}) after it opened"
+                )
+        for r in replies:
+            at = f"{r.sender} (#{number[r.message.message_id]})"
+            if r.excluded == "allowed":
+                lines.append(f"{at} never counts: in rules.conflicting_replies.allow")
+            elif r.excluded == "owner absent":
+                lines.append(f"{at} does not count: the owner was absent then")
+        if violations:
+            return lines
+        counted = [r for r in replies if r.counts]
+        handoffs = [
+            (a, b)
+            for i, a in enumerate(counted)
+            for b in counted[i + 1 :]
+            if a.sender != b.sender and same_person(ctx, a.sender, b.sender, b.time)
+        ]
+        if not replies:
+            lines.append("no reply from us to the customer (outbound, not automatic)")
+        elif len({r.sender for r in counted}) <= 1:
+            lines.append(
+                f"only one of us wrote to the customer: {_names(counted, number)}"
+                if counted
+                else "no reply counts"
+            )
+        elif handoffs:
+            pairs = ", ".join(
+                f"#{number[a.message.message_id]} and #{number[b.message.message_id]}"
+                for a, b in handoffs
+            )
+            lines.append(
+                f"{pairs} count as one sender: a handoff's old and new owner in its overlap"
+            )
+        else:
+            lines.append(
+                f"{_names(counted, number)} answered, but not in the same turn nor within "
+                f"{window} of each other"
+            )
+        return lines
 
     def _violations(
         self, thread: ThreadView, ctx: RuleContext, found_conflicts: list[Conflict]
@@ -161,12 +271,20 @@ class ConflictingReplies:
         return found
 
 
+def _names(replies: Sequence[Reply], number: Mapping[str, int]) -> str:
+    """`a@x (#2, #5) and b@x (#3)`: the senders in order of first reply, with their messages."""
+    grouped: dict[str, list[str]] = {}
+    for r in replies:
+        grouped.setdefault(r.sender, []).append(f"#{number[r.message.message_id]}")
+    return " and ".join(f"{who} ({', '.join(nums)})" for who, nums in grouped.items())
+
+
 def _next_deadline(found: list[Conflict], ctx: RuleContext) -> datetime | None:
     """When the last conflict next changes by itself: open_for running out, or escalation."""
     if not found or found[-1].resolved_at is not None:
         return None
     opened_at = found[-1].opened_at
-    expiry = opened_at + ctx.config.rules.conflicting_replies.open_for
+    expiry = opened_at + ctx.settings(ConflictingRepliesSettings).open_for
     later = [t for t in (expiry, escalation_time(ctx, opened_at, None)) if t]
     return min((t for t in later if t > ctx.now), default=None)
 

@@ -1,73 +1,30 @@
-"""The rules engine: finds the rules and runs every one of them over a thread."""
+"""The rules engine: runs every registered rule over a thread."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from functools import cache
-from types import ModuleType
 from typing import NamedTuple
 
 from monitor.config import AccountConfig
 from rules.accounts import match_account
 from rules.base import Rule, RuleContext, ThreadView, Violation, sort_key
 from rules.people import absence_changes, out_of_office_times
+from rules.registry import registered_rules
 
 __all__ = [
     "Assessment",
     "assess",
-    "discover",
     "evaluate_prepared",
     "evaluate_thread",
     "evaluate_threads",
-    "get_rule",
     "next_deadline",
-    "registered_rules",
-    "rule_names",
     "sort_key",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def discover(package: ModuleType | str) -> tuple[Rule, ...]:
-    """The rules a package holds: every module of it that exposes `RULE`, by rule name.
-
-    Adding a rule is adding one module; nothing else lists them.
-    """
-    if isinstance(package, str):
-        package = importlib.import_module(package)
-    found: dict[str, Rule] = {}
-    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-        module = importlib.import_module(info.name)
-        rule = getattr(module, "RULE", None)
-        if rule is None:
-            continue
-        if rule.name in found:
-            raise RuntimeError(f"two rules are named {rule.name!r} (in {info.name})")
-        found[rule.name] = rule
-    return tuple(found[name] for name in sorted(found))
-
-
-@cache
-def registered_rules() -> tuple[Rule, ...]:
-    """The rules of the `rules` package, found once."""
-    return discover(__name__.rpartition(".")[0])
-
-
-def rule_names() -> tuple[str, ...]:
-    return tuple(rule.name for rule in registered_rules())
-
-
-def get_rule(name: str) -> Rule:
-    for rule in registered_rules():
-        if rule.name == name:
-            return rule
-    raise LookupError(f"no rule named {name!r} (rules: {', '.join(rule_names())})")
 
 
 def _as_of(thread: ThreadView, ctx: RuleContext) -> ThreadView:
@@ -117,12 +74,15 @@ def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleConte
     return thread, _with_thread_absences(thread, ctx.with_account(account))
 
 
-def _assess_prepared(thread: ThreadView, ctx: RuleContext) -> Assessment:
-    """Every rule over a thread `prepare` has cut and narrowed the context for."""
+def _assess_prepared(
+    thread: ThreadView, ctx: RuleContext, rules: Sequence[Rule] | None = None
+) -> Assessment:
+    """Every rule (the registered ones unless given) over a thread `prepare` has cut and
+    narrowed the context for."""
     found: list[Violation] = []
     candidates: list[datetime] = []
     failed: set[str] = set()
-    for rule in registered_rules():
+    for rule in registered_rules() if rules is None else rules:
         try:
             answer = rule.assess(thread, ctx)
         except Exception:
@@ -157,9 +117,12 @@ def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
     return evaluate_prepared(*prepare(thread, ctx))
 
 
-def evaluate_prepared(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
-    """Every violation of a thread `prepare` has already cut and narrowed the context for."""
-    return _assess_prepared(thread, ctx).violations
+def evaluate_prepared(
+    thread: ThreadView, ctx: RuleContext, rules: Sequence[Rule] | None = None
+) -> list[Violation]:
+    """Every violation of a thread `prepare` has already cut and narrowed the context for,
+    by the registered rules or the `rules` given (explain shows the rules it is given)."""
+    return _assess_prepared(thread, ctx, rules).violations
 
 
 def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:

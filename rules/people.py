@@ -11,6 +11,7 @@ from rules.base import RuleContext, Severity, Status
 
 __all__ = [
     "absence_changes",
+    "absence_window",
     "escalated",
     "escalation_time",
     "handoff_overlap",
@@ -36,6 +37,15 @@ def out_of_office_times(
     return {who: tuple(sorted(times)) for who, times in seen.items()}
 
 
+def absence_window(ctx: RuleContext) -> timedelta:
+    """How long an out-of-office reply makes its sender absent: a key of the conflict rule's
+    table, which every rule's warnings follow."""
+    # Imported here: that rule module imports this one.
+    from rules.conflicting_replies import ConflictingRepliesSettings
+
+    return ctx.settings(ConflictingRepliesSettings).absence_window
+
+
 def is_absent(ctx: RuleContext, who: str | None, at: datetime) -> bool:
     """Whether `who` is away at `at`: an [[absences]] entry covers that local date (inclusive,
     in the account's calendar zone), or their out-of-office reply was seen at most
@@ -47,7 +57,7 @@ def is_absent(ctx: RuleContext, who: str | None, at: datetime) -> bool:
     for absence in ctx.config.absences:
         if absence.who == who and absence.start <= day <= absence.until:
             return True
-    window = ctx.config.rules.conflicting_replies.absence_window
+    window = absence_window(ctx)
     return any(
         seen <= at and seen <= ctx.now and at - seen <= window
         for seen in ctx.out_of_office.get(who, ())
@@ -65,7 +75,7 @@ def absence_changes(ctx: RuleContext, who: str | None) -> list[datetime]:
         if absence.who == who:
             for day in (absence.start, absence.until + timedelta(days=1)):
                 changes.append(datetime.combine(day, time(), tzinfo=ctx.zone).astimezone(UTC))
-    window = ctx.config.rules.conflicting_replies.absence_window
+    window = absence_window(ctx)
     changes.extend(seen + window for seen in ctx.out_of_office.get(who, ()) if seen <= ctx.now)
     return changes
 

@@ -4,16 +4,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import ClassVar
+from datetime import datetime, timedelta
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from monitor.classify import InternalPolicy, author, direction
-from monitor.config import UnacknowledgedConfig
+from monitor.config import BusinessDuration, RuleSettings
+from monitor.display import format_time, human_duration, plural
 from monitor.records import Direction, MessageRecord
-from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation
+from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation, numbered
 from rules.people import escalated, escalation_time, notify
 
-__all__ = ["RULE", "Unacknowledged", "Wait", "thresholds", "waits"]
+__all__ = [
+    "RULE",
+    "Clock",
+    "Unacknowledged",
+    "UnacknowledgedSettings",
+    "Wait",
+    "clock",
+    "sla",
+    "thresholds",
+    "waited",
+    "waits",
+    "warn_fraction",
+]
+
+
+class UnacknowledgedSettings(RuleSettings):
+    """[rules.unacknowledged]: the default SLA (business time; an account may set its own)
+    and the warning threshold, as a fraction of the SLA."""
+
+    sla: BusinessDuration = timedelta(hours=4)
+    warn_at: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.75
+
+
+def sla(ctx: RuleContext) -> timedelta:
+    """The SLA of the context's account: its own, else [rules.unacknowledged] sla."""
+    account = ctx.account
+    if account is not None and account.sla is not None:
+        return account.sla
+    return ctx.settings(UnacknowledgedSettings).sla
+
+
+def warn_fraction(ctx: RuleContext) -> float:
+    """The part of the SLA after which a wait raises a warning ([rules.unacknowledged] warn_at)."""
+    return ctx.settings(UnacknowledgedSettings).warn_at
 
 
 @dataclass(slots=True)
@@ -68,11 +104,56 @@ def waits_in(
 class Unacknowledged:
     name: ClassVar[str] = "unacknowledged"
     description: ClassVar[str] = "A customer is waiting for an answer from us past the SLA."
-    Config: ClassVar[type[UnacknowledgedConfig]] = UnacknowledgedConfig
+    Settings: ClassVar[type[UnacknowledgedSettings]] = UnacknowledgedSettings
 
     def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
         found = waits(thread, ctx)
         return Answer(self._violations(thread, ctx, found), _next_deadline(found, ctx))
+
+    def explain(
+        self, thread: ThreadView, ctx: RuleContext, violations: Sequence[Violation]
+    ) -> list[str]:
+        """One line per wait: how long it ran against the thresholds, and what became of it."""
+        found = waits(thread, ctx)
+        if not found:
+            return ["no customer message (inbound, not automatic) has waited for an answer"]
+        zone = ctx.config.monitor.tz
+        number = numbered(thread)
+        by_start = {v.about: v for v in violations}
+        lines = []
+        for wait in found:
+            start = number[wait.start.message_id]
+            violation = by_start.get(wait.start.message_id)
+            times = clock(wait, ctx)
+            waited = human_duration(times.waited)
+            if wait.flagged is wait.start:
+                lines.append(f"#{start} is \\Answered (answered from a client we cannot see)")
+            elif violation is None and wait.ended_at is not None:
+                lines.append(
+                    f"#{start} was answered after {waited} of business time, before the "
+                    f"warning threshold ({human_duration(sla(ctx) * warn_fraction(ctx))})"
+                )
+            elif violation is None:
+                lines.append(
+                    f"#{start} has waited {waited} of business time; "
+                    f"warning at {format_time(times.warn_at, zone)}"
+                )
+            elif violation.status is Status.RESOLVED:
+                over = f", {human_duration(times.overdue)} past the SLA" if times.overdue else ""
+                lines.append(
+                    f"#{start} waited {waited} of business time before an answer{over}; "
+                    f"resolved at {format_time(violation.resolved_at, zone)}"
+                )
+            else:
+                past = (
+                    f"{human_duration(times.overdue)} past the deadline "
+                    f"{format_time(times.due_at, zone)}"
+                    if times.overdue
+                    else f"past the warning threshold, due at {format_time(times.due_at, zone)}"
+                )
+                chasers = f", chased {plural(len(wait.chasers), 'time')}" if wait.chasers else ""
+                lines.append(f"#{start} has waited {waited} of business time, {past}{chasers}")
+        return lines
 
     def _violations(
         self, thread: ThreadView, ctx: RuleContext, found_waits: list[Wait]
@@ -133,10 +214,49 @@ def _next_deadline(found: list[Wait], ctx: RuleContext) -> datetime | None:
 
 def thresholds(wait: Wait, ctx: RuleContext) -> tuple[datetime, datetime]:
     """(warning instant, deadline) of a wait: warn_at × SLA and the SLA, in business time."""
-    start, sla = wait.start.time, ctx.sla
+    start, limit = wait.start.time, sla(ctx)
     calendar = ctx.calendar
-    warn_at = calendar.add(start, sla * ctx.config.rules.unacknowledged.warn_at)
-    return warn_at, calendar.add(start, sla)
+    warn_at = calendar.add(start, limit * warn_fraction(ctx))
+    return warn_at, calendar.add(start, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A wait in business time as of `now`: one clock for the rule's reasons and explain's."""
+
+    warn_at: datetime
+    due_at: datetime
+    waited: timedelta  # business time up to the end of the wait, or `now`
+    overdue: timedelta  # business time past `due_at` by then (zero if not late)
+
+
+def clock(wait: Wait, ctx: RuleContext) -> Clock:
+    """The wait's thresholds, the business time it ran, and how far past its deadline."""
+    warn_at, due_at = thresholds(wait, ctx)
+    end = wait.ended_at or ctx.now
+    calendar = ctx.calendar
+    return Clock(
+        warn_at, due_at, calendar.between(wait.start.time, end), calendar.between(due_at, end)
+    )
+
+
+def waited(violation: Violation, ctx: RuleContext) -> tuple[timedelta, timedelta] | None:
+    """For a violation of this rule: (business time waited up to its resolution or
+    `ctx.now`, business time past the deadline); None for other rules.
+
+    Read from the violation alone: its wait began one SLA of business time before `due_at`,
+    so no message needs loading. `ctx` is narrowed to the violation's account here.
+    """
+    if violation.rule != Unacknowledged.name or violation.due_at is None:
+        return None
+    account = next((a for a in ctx.config.accounts if a.name == violation.account), None)
+    ctx = ctx.with_account(account)
+    calendar, due_at = ctx.calendar, violation.due_at
+    end = violation.resolved_at or ctx.now
+    if end >= due_at:
+        overdue = calendar.between(due_at, end)
+        return sla(ctx) + overdue, overdue
+    return sla(ctx) - calendar.between(end, due_at), timedelta(0)
 
 
 RULE = Unacknowledged()

@@ -2,33 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from monitor.classify import direction
-from monitor.config import UnownedConfig
-from monitor.records import Direction
+from monitor.config import RuleSettings
+from monitor.records import Direction, MessageRecord
+from rules.accounts import first_customer_message
 from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation
 
-__all__ = ["RULE", "Unowned"]
+__all__ = ["RULE", "Unowned", "UnownedSettings"]
+
+
+class UnownedSettings(RuleSettings):
+    """[rules.unowned] has no settings yet; the table may exist, empty."""
 
 
 class Unowned:
     name: ClassVar[str] = "unowned"
     description: ClassVar[str] = "Customer mail that no account or no owner answers for."
-    Config: ClassVar[type[UnownedConfig]] = UnownedConfig
+    Settings: ClassVar[type[UnownedSettings]] = UnownedSettings
 
     def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
         # Only new mail or a new config changes it: no deadline.
         return Answer(self._violations(thread, ctx))
 
+    def explain(
+        self, thread: ThreadView, ctx: RuleContext, violations: Sequence[Violation]
+    ) -> list[str]:
+        """Who owns the account, or why nobody needs to, or whom the rule warned."""
+        account = ctx.account
+        if account is not None and account.owner:
+            return [f"account {account.name} is owned by {account.owner}"]
+        if not _customer_mail(thread, ctx):
+            return ["no customer mail (inbound, not automatic): nobody needs to own it"]
+        admins = ctx.config.monitor.admins
+        warned = f"; monitor.admins warned: {', '.join(admins)}" if admins else ""
+        if account is not None:
+            return [f"account {account.name} has no owner{warned}"]
+        first = first_customer_message(
+            thread.messages, lambda addr: not ctx.policy.is_internal(addr)
+        )
+        customer = first.from_addr if first else "unknown"
+        return [f"no account matches the customer ({customer}){warned}"]
+
     def _violations(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
         if ctx.owner is not None:
             return []
-        inbound = [
-            m
-            for m in thread.messages
-            if m.automatic is None and direction(m, ctx.policy) is Direction.INBOUND
-        ]
+        inbound = _customer_mail(thread, ctx)
         if not inbound:
             return []
         return [
@@ -51,6 +72,15 @@ class Unowned:
                 about=thread.thread_id,
             )
         ]
+
+
+def _customer_mail(thread: ThreadView, ctx: RuleContext) -> list[MessageRecord]:
+    """The thread's inbound, human messages: what somebody has to answer."""
+    return [
+        m
+        for m in thread.messages
+        if m.automatic is None and direction(m, ctx.policy) is Direction.INBOUND
+    ]
 
 
 RULE = Unowned()

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.config import Config, parse_config
+from monitor.config import Config
 from monitor.records import MessageRecord
 from rules.base import RuleContext, ThreadView, Violation
 from rules.engine import evaluate_thread
+from rules.registry import parse_config
 from tests.builders import TimeLike, at, msgid
 
 PRIYA = "priya@example.com"  # the owner

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from monitor.display import format_time
 from monitor.evaluation import LAST_NOW
-from monitor.explain import format_time
 from monitor.storage.db import open_database
 from monitor.storage.models import ViolationEventRow
 from monitor.storage.violations import ViolationStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,10 +18,12 @@ from monitor.config import (
     CronSchedule,
     OpenHours,
     default_config_path,
-    load_config,
-    parse_config,
 )
 from monitor.errors import ConfigError, ConfigErrors, SecretError
+from rules.base import RuleContext
+from rules.conflicting_replies import ConflictingRepliesSettings
+from rules.registry import load_config, parse_config
+from rules.unacknowledged import UnacknowledgedSettings, sla
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.toml"
@@ -95,9 +97,9 @@ def test_the_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calendar.weekdays == frozenset(range(5))
     assert calendar.hours == (OpenHours(timedelta(hours=9), timedelta(hours=17, minutes=30)),)
     assert calendar.holidays == (date(2026, 12, 25), date(2026, 12, 26))
-    assert config.rules.unacknowledged.sla == timedelta(hours=4)
-    assert config.rules.unacknowledged.warn_at == 0.75
-    conflicts = config.rules.conflicting_replies
+    unacknowledged = config.rules.settings(UnacknowledgedSettings)
+    assert (unacknowledged.sla, unacknowledged.warn_at) == (timedelta(hours=4), 0.75)
+    conflicts = config.rules.settings(ConflictingRepliesSettings)
     assert (conflicts.window, conflicts.open_for) == (timedelta(hours=24), timedelta(days=3))
     assert (conflicts.absence_window, conflicts.allow) == (timedelta(days=7), ())
     acme = config.accounts[0]
@@ -145,13 +147,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert (mailbox.idle, mailbox.timeout, mailbox.ca_file) == (True, timedelta(seconds=30), None)
     assert config.calendars == {}
     assert config.default_calendar is None
-    assert config.rules.unacknowledged.sla == timedelta(hours=4)
-    assert config.rules.conflicting_replies.open_for == timedelta(days=3)
-    assert config.rules.conflicting_replies.absence_window == timedelta(days=7)
+    assert config.rules.settings(UnacknowledgedSettings).sla == timedelta(hours=4)
+    conflicts = config.rules.settings(ConflictingRepliesSettings)
+    assert (conflicts.open_for, conflicts.absence_window) == (timedelta(days=3), timedelta(days=7))
     assert (config.accounts, config.absences, config.handoffs, config.smtp) == ((), (), (), None)
     assert config.digests.immediate == ()
     assert config.digests.escalate_after is None
-    assert config.sla_for(None) == timedelta(hours=4)
+    assert sla(RuleContext.create(config, datetime(2026, 11, 2, tzinfo=UTC))) == timedelta(hours=4)
     assert config.calendar_for(None) is None
 
 
@@ -587,7 +589,8 @@ def test_allow_addresses(tmp_path: Path) -> None:
     text = BASE + '[rules.conflicting_replies]\nallow = ["Robot@Example.com", "bad"]\n'
     assert_problem(text, tmp_path, 10, "rules.conflicting_replies.allow[1]", "not an email")
     text = BASE + '[rules.conflicting_replies]\nallow = ["Robot@Example.com"]\n'
-    assert load(text, tmp_path).rules.conflicting_replies.allow == ("robot@example.com",)
+    allow = load(text, tmp_path).rules.settings(ConflictingRepliesSettings).allow
+    assert allow == ("robot@example.com",)
 
 
 def test_dotted_and_inline_rule_keys_are_located(tmp_path: Path) -> None:
@@ -609,7 +612,7 @@ def test_an_empty_unowned_table_is_fine(tmp_path: Path) -> None:
 ACCOUNT = BASE + '[[accounts]]\nname = "Acme"\ndomains = ["Acme.com"]\n'  # lines 9-11
 
 
-def test_account_defaults_follow_the_rules_and_default_calendar(tmp_path: Path) -> None:
+def test_account_defaults_follow_the_rule_and_default_calendar(tmp_path: Path) -> None:
     text = (
         ACCOUNT
         + '[rules.unacknowledged]\nsla = "3h"\n'
@@ -618,9 +621,10 @@ def test_account_defaults_follow_the_rules_and_default_calendar(tmp_path: Path) 
     config = load(text, tmp_path)
     account = config.accounts[0]
     assert account.domains == ("acme.com",)
-    assert (account.sla, account.calendar) == (timedelta(hours=3), "default")
+    assert (account.sla, account.calendar) == (None, "default")  # None: the rule's default
     assert (account.owner, account.backup, account.escalate_to) == (None, None, None)
-    assert config.sla_for(account) == timedelta(hours=3)
+    ctx = RuleContext.create(config, datetime(2026, 11, 2, tzinfo=UTC)).with_account(account)
+    assert sla(ctx) == timedelta(hours=3)
     assert config.calendar_for(account) is config.calendars["default"]
 
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import timedelta as td
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from monitor.explain import explain, explanation, format_duration, format_time, render
+from monitor.display import format_time, human_duration
+from monitor.explain import explain, explanation, render
 from monitor.records import Automatic
-from rules.base import RuleContext, ThreadView
+from rules.base import (
+    Answer,
+    Rule,
+    RuleContext,
+    Severity,
+    Status,
+    ThreadView,
+    Violation,
+    numbered,
+)
 from rules.engine import evaluate_thread
+from rules.registry import registered_rules
+from rules.unowned import RULE as UNOWNED
 from tests.builders import T0, at, make_message, make_reply
 from tests.rule_scenarios import ADMIN, CUSTOMER, PRIYA, SAM, SUPPORT, make_config, view
 
@@ -197,10 +210,72 @@ def test_the_explanation_agrees_with_the_engine_and_rendering_is_pure() -> None:
         assert render(ex) == render(ex) == explain(thread, ctx)
 
 
-def test_a_rule_explain_does_not_know_is_shown_with_its_description() -> None:
-    ex = explanation(view([friday]), ctx_at("2026-11-09T12:30Z"))
-    text = render(replace(ex, rules=(*ex.rules, ("new_rule", "Something new went wrong."))))
-    assert text.rstrip().endswith("new_rule: not fired\n    Something new went wrong.")
+class Shouting:
+    """A rule only this test knows: customer mail whose subject is all capitals."""
+
+    name: ClassVar[str] = "shouting"
+    description: ClassVar[str] = "A customer wrote in capitals."
+
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
+        return Answer(
+            [
+                Violation(
+                    rule=self.name,
+                    severity=Severity.WARNING,
+                    status=Status.OPEN,
+                    account=ctx.account_name,
+                    thread_id=thread.thread_id,
+                    subject=thread.subject,
+                    owner=ctx.owner,
+                    backup=ctx.backup,
+                    notify=(ADMIN,),
+                    opened_at=m.time,
+                    due_at=None,
+                    resolved_at=None,
+                    senders=(),
+                    chasers=0,
+                    message_ids=(m.message_id,),
+                    about=m.message_id,
+                )
+                for m in thread.messages
+                if m.subject.isupper()
+            ]
+        )
+
+    def explain(
+        self, thread: ThreadView, ctx: RuleContext, violations: Sequence[Violation]
+    ) -> list[str]:
+        number = numbered(thread)
+        loud = ", ".join(f"#{number[v.about]}" for v in violations) or "nobody"
+        return [f"{loud} shouted, of {len(thread.messages)} messages", f"as of {ctx.now:%H:%M}"]
+
+
+def test_each_rule_explains_itself_with_the_thread_as_of_now_and_its_violations() -> None:
+    c1 = make_message("c1", T0, subject="Cannot log in")
+    c2 = make_message("c2", T0 + 10 * M, subject="STILL BROKEN", refs="c1")
+    c3 = make_message("c3", T0 + 2 * H, subject="HELLO?", refs="c1")  # after now
+    rules: list[Rule] = [Shouting(), UNOWNED]
+    ex = explanation(view([c1, c2, c3]), ctx_at(T0 + H), rules=rules)
+    assert [r.name for r in ex.rules] == ["shouting", "unowned"]
+    assert section(render(ex), "Rules:").splitlines() == [
+        f"  shouting: FIRED (warning open); notify {ADMIN}",
+        "    #2 shouted, of 2 messages",
+        "    as of 10:00",
+        "  unowned: not fired",
+        f"    account Client is owned by {PRIYA}",
+    ]
+    quiet = explain(view([c1]), ctx_at(T0 + H))
+    assert "shouting" not in quiet  # not a registered rule
+    calm = render(explanation(view([c1]), ctx_at(T0 + H), rules=[Shouting()]))
+    assert calm.endswith(
+        "\nRules:\n  shouting: not fired\n    nobody shouted, of 1 messages\n    as of 10:00\n"
+    )
+
+
+def test_every_registered_rule_explains_itself() -> None:
+    ex = explanation(conflict_thread(), ctx_at(T0 + H))
+    assert [r.name for r in ex.rules] == [rule.name for rule in registered_rules()]
+    assert all(r.why and all(line and line == line.strip() for line in r.why) for r in ex.rules)
 
 
 def test_times_are_shown_in_monitor_timezone_across_dst() -> None:
@@ -210,11 +285,11 @@ def test_times_are_shown_in_monitor_timezone_across_dst() -> None:
 
 
 def test_durations() -> None:
-    assert format_duration(td(0)) == "0m"
-    assert format_duration(td(seconds=30)) == "30s"
-    assert format_duration(45 * M) == "45m"
-    assert format_duration(3 * H + 10 * M) == "3h10m"
-    assert format_duration(td(days=2, hours=3)) == "51h"  # business time stays in hours
-    assert format_duration(td(days=3), days=True) == "3d"
-    assert format_duration(td(days=1, hours=2), days=True) == "1d2h"
-    assert format_duration(-H) == "0m"
+    assert human_duration(td(0)) == "0m"
+    assert human_duration(td(seconds=30)) == "30s"
+    assert human_duration(45 * M) == "45m"
+    assert human_duration(3 * H + 10 * M) == "3h10m"
+    assert human_duration(td(days=2, hours=3)) == "51h"  # business time stays in hours
+    assert human_duration(td(days=3), days=True) == "3d"
+    assert human_duration(td(days=1, hours=2), days=True) == "1d2h"
+    assert human_duration(-H) == "0m"

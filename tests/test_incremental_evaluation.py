@@ -23,6 +23,7 @@ from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ViolationStore
 from rules import engine
 from rules.base import Answer, Rule, RuleContext, ThreadView, Violation
+from rules.registry import registered_rules
 from tests.builders import is_external, make_message, make_reply
 from tests.rule_scenarios import PRIYA, SAM, SUPPORT, make_config
 
@@ -288,7 +289,7 @@ def test_a_rule_that_fails_keeps_its_violations_and_is_retried(
 ) -> None:
     store, violations = stores
     config = make_config()
-    wrapped = {rule.name: FailingOnce(rule) for rule in engine.registered_rules()}
+    wrapped = {rule.name: FailingOnce(rule) for rule in registered_rules()}
     monkeypatch.setattr(engine, "registered_rules", lambda: tuple(wrapped.values()))
     mailbox = Mailbox(store)
     t = START + 9 * H
@@ -338,3 +339,35 @@ def test_stored_violations_answer_as_a_full_evaluation_would(
     trial = make_config('[rules.conflicting_replies]\nwindow = "1h"')
     assert stored_violations(trial, store, violations, START + 10 * D) is None
     assert stored_violations(config, store, violations, START + 8 * D) is None
+
+
+def test_only_config_the_rules_read_forces_a_full_pass(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    put_days(Mailbox(store), seed=6, days=3)
+    assert evaluate_incremental(config, store, violations, START + 3 * D).full
+    # Mail transport, schedules and storage settings: every stored answer still holds.
+    transport = make_config(
+        '[smtp]\nhost = "smtp.example.com"\nfrom = "pocwatch@example.com"\n'
+        '[digests]\nschedule = "0 7 * * *"\nimmediate = ["unowned"]\n'
+        '[reports.weekly]\nto = ["boss@example.com"]\n'
+    )
+    transport = transport.model_copy(
+        update={"monitor": transport.monitor.model_copy(update={"poll_interval": 7 * M})}
+    )
+    result = evaluate_incremental(transport, store, violations, START + 3 * D + H)
+    assert not result.full
+    # What a rule reads: the next pass is a full one, and agrees with a full evaluation.
+    for edited in (
+        make_config('[rules.conflicting_replies]\nwindow = "1h"'),
+        make_config(account='sla = "1h"\n'),
+        make_config('[digests]\nescalate_after = "1h"'),
+        make_config(
+            '[[absences]]\nwho = "priya@example.com"\nfrom = "2026-11-01"\nuntil = "2026-11-30"\n'
+        ),
+    ):
+        now = START + 3 * D + 2 * H
+        assert evaluate_incremental(edited, store, violations, now).full
+        assert as_json(violations.all()) == full_answer(edited, store, now)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
 from monitor.parse_worker import BatchParser, ParseArgs, parse_batch
 from monitor.parsing import SNIPPET_BYTES, split_message
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.sync import SyncOptions, sync_all
+from rules.registry import load_config
 from tests.servers import MailUser
 from tests.test_sync import write_config
 from tests.traffic import bulk_messages

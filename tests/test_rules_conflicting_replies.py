@@ -157,4 +157,4 @@ def test_handoffs_only_apply_to_their_account() -> None:
 
 def test_the_rule_is_named_after_its_table() -> None:
     assert RULE.name == "conflicting_replies"
-    assert RULE.Config is type(CONFIG.rules.conflicting_replies)
+    assert type(getattr(CONFIG.rules, RULE.name)) is RULE.Settings

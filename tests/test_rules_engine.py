@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import rules.engine as engine
 from monitor import config as config_module
-from monitor.config import RulesConfig
+from monitor.errors import ConfigErrors
 from monitor.records import Automatic, MessageRecord
 from rules.base import (
     Answer,
@@ -28,17 +28,19 @@ from rules.base import (
     Violation,
     fingerprint,
 )
-from rules.engine import (
-    assess,
-    discover,
-    evaluate_thread,
-    evaluate_threads,
-    get_rule,
-    next_deadline,
-    rule_names,
-)
+from rules.engine import assess, evaluate_thread, evaluate_threads, next_deadline
+from rules.registry import discover, get_rule, registered_rules, rule_names, rule_tables
 from tests.builders import T0, make_message, make_reply
-from tests.rule_scenarios import ADMIN, CUSTOMER, PRIYA, SAM, evaluate, make_config, view
+from tests.rule_scenarios import (
+    ADMIN,
+    BASE,
+    CUSTOMER,
+    PRIYA,
+    SAM,
+    evaluate,
+    make_config,
+    view,
+)
 
 H = td(hours=1)
 M = td(minutes=1)
@@ -50,15 +52,12 @@ c1 = make_message("c1", T0)
 
 def test_the_rules_package_holds_exactly_the_three_rules() -> None:
     assert rule_names() == ("conflicting_replies", "unacknowledged", "unowned")
+    tables = rule_tables()
     for name in rule_names():
         rule = get_rule(name)
         assert rule.name == name and rule.description
-        assert name in RulesConfig.model_fields  # its [rules.NAME] table exists
-
-
-def test_the_config_knows_the_same_rules() -> None:
-    # monitor.config validates `digests.immediate` against its [rules.NAME] tables.
-    assert set(config_module.RULE_NAMES) == set(rule_names())
+        assert tables[name] is rule.Settings  # its [rules.NAME] table is its own model
+    assert CONFIG.rules.names() == rule_names()
 
 
 def test_unknown_rule() -> None:
@@ -67,11 +66,20 @@ def test_unknown_rule() -> None:
 
 
 RULE_MODULE = """\
+from datetime import timedelta
 from typing import ClassVar
+
+from monitor.config import PositiveDuration, RuleSettings
+
+
+class {cls}Settings(RuleSettings):
+    limit: PositiveDuration = timedelta(hours=1)
+
 
 class {cls}:
     name: ClassVar[str] = "{name}"
     description: ClassVar[str] = "A test rule."
+    Settings: ClassVar[type[RuleSettings]] = {cls}Settings
 
     def assess(self, thread, ctx):
         return None
@@ -100,6 +108,39 @@ def test_adding_a_module_adds_a_rule(package: Path) -> None:
     assert [r.name for r in discover(package.name)] == ["a_second", "first"]
 
 
+def test_a_new_rule_module_brings_its_config_table(package: Path, tmp_path: Path) -> None:
+    # Its [rules.NAME] table is validated with line numbers, and digests.immediate knows it,
+    # with nothing else edited.
+    (package / "late.py").write_text(RULE_MODULE.format(cls="Late", name="late"))
+    tables = rule_tables((*registered_rules(), *discover(package.name)))
+    base = BASE + '[rules.late]\nlimit = "{}"\n[digests]\nimmediate = ["late"]\n'
+    path = tmp_path / "pocwatch.toml"
+    config = config_module.parse_config(base.format("2h"), path, rules=tables)
+    settings = config.rules.settings(tables["late"])
+    assert settings.limit == td(hours=2)  # type: ignore[attr-defined]
+    assert config.digests.immediate == ("late",)
+    line = BASE.count("\n") + 2
+    with pytest.raises(ConfigErrors) as caught:
+        config_module.parse_config(base.format("soon"), path, rules=tables)
+    [error] = caught.value.errors
+    assert (error.line, error.key_path) == (line, "rules.late.limit")
+    assert "invalid duration 'soon'" in error.problem
+
+
+def test_a_config_names_only_the_rules_it_is_given(package: Path, tmp_path: Path) -> None:
+    (package / "late.py").write_text(RULE_MODULE.format(cls="Late", name="late"))
+    tables = rule_tables(discover(package.name))
+    path = tmp_path / "pocwatch.toml"
+    text = BASE + '[digests]\nimmediate = ["unowned"]\n'  # BASE sets [rules.unacknowledged]
+    with pytest.raises(ConfigErrors) as caught:
+        config_module.parse_config(text, path, rules=tables)
+    problems = {(e.key_path, e.problem) for e in caught.value.errors}
+    assert problems == {
+        ("rules.unacknowledged", "unknown key 'unacknowledged'"),
+        ("digests.immediate[0]", "unknown rule 'unowned' (rules: late)"),
+    }
+
+
 def test_two_rules_with_one_name_are_refused(package: Path) -> None:
     (package / "one.py").write_text(RULE_MODULE.format(cls="One", name="same"))
     (package / "two.py").write_text(RULE_MODULE.format(cls="Two", name="same"))
@@ -121,7 +162,7 @@ class Broken:
 def test_a_failing_rule_is_logged_and_the_others_still_run(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real = engine.registered_rules()
+    real = registered_rules()
     monkeypatch.setattr(engine, "registered_rules", lambda: (Broken(), *real))
     with caplog.at_level(logging.ERROR, logger="rules.engine"):
         found = evaluate(CONFIG, view([c1]), T0 + 4 * H)

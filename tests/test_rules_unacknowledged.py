@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta as td
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from monitor.config import parse_config
 from monitor.records import Automatic, MessageRecord
 from rules.base import RuleContext, Severity, Status, Violation
-from rules.unacknowledged import RULE, waits
+from rules.registry import parse_config
+from rules.unacknowledged import RULE, clock, waited, waits
 from tests.builders import T0, TimeLike, make_message, make_reply
 from tests.rule_scenarios import BASE, PRIYA, SAM, evaluate, make_config, view
 
@@ -127,7 +129,7 @@ def test_waits_lists_each_wait_with_its_end() -> None:
 def test_the_rule_is_named_after_its_table() -> None:
     assert RULE.name == "unacknowledged"
     assert RULE.description
-    assert RULE.Config is type(CONFIG.rules.unacknowledged)
+    assert type(getattr(CONFIG.rules, RULE.name)) is RULE.Settings
 
 
 def test_the_accounts_own_sla_applies() -> None:
@@ -143,3 +145,47 @@ def test_warn_at_comes_from_the_config() -> None:
     config = parse_config(text, "/etc/pocwatch/pocwatch.toml")
     (violation,) = evaluate(config, view([c1]), T0 + 2 * H)
     assert violation.opened_at == T0 + 2 * H
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    start=st.integers(min_value=0, max_value=14 * 24 * 60),
+    answer=st.one_of(st.none(), st.integers(min_value=1, max_value=21 * 24 * 60)),
+    now=st.integers(min_value=0, max_value=28 * 24 * 60),
+    sla_hours=st.sampled_from(["1h", "4h", "9h30m", "40h"]),
+    calendar=st.sampled_from([None, "default", "new_york", "sundays"]),
+)
+def test_waited_from_the_deadline_equals_the_time_measured_from_the_message(
+    start: int, answer: int | None, now: int, sla_hours: str, calendar: str | None
+) -> None:
+    # The violations table reads waited time from due_at alone; it must be what the clock
+    # measures from the customer's message, across nights, weekends, holidays and DST.
+    account = f'sla = "{sla_hours}"\n' + (f'calendar = "{calendar}"\n' if calendar else "")
+    config = make_config(account=account)
+    asked = make_message("q", T0 + start * M)
+    thread = [asked]
+    if answer is not None:
+        thread.append(make_reply(asked, "r", asked.time + answer * M))
+    at = asked.time + now * M
+    for violation in [v for v in evaluate(config, view(thread), at) if v.rule == RULE.name]:
+        ctx = RuleContext.create(config, at)
+        got = waited(violation, ctx)
+        [wait] = waits(view([m for m in thread if m.time <= at]), ctx)  # as of `at`
+        expected = clock(wait, ctx.with_account(config.accounts[0]))
+        assert got == (expected.waited, expected.overdue)
+
+
+def test_waited_is_none_for_other_rules() -> None:
+    conflict = make_message("x", T0)
+    found = evaluate(
+        CONFIG,
+        view(
+            [
+                conflict,
+                make_reply(conflict, "a", T0 + M),
+                make_reply(conflict, "b", T0 + 2 * M, frm=SAM),
+            ]
+        ),
+        T0 + H,
+    )
+    assert found and all(waited(v, RuleContext.create(CONFIG, T0 + H)) is None for v in found)

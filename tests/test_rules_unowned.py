@@ -55,4 +55,4 @@ def test_automatic_or_internal_mail_alone_is_nobodys_business() -> None:
 
 def test_the_rule_is_named_after_its_table() -> None:
     assert RULE.name == "unowned"
-    assert RULE.Config is type(make_config().rules.unowned)
+    assert type(getattr(make_config().rules, RULE.name)) is RULE.Settings

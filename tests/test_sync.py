@@ -10,12 +10,13 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import delete, select
 
-from monitor.config import Config, MailboxConfig, load_config
+from monitor.config import Config, MailboxConfig
 from monitor.imap import connect
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.models import FolderRow, LocationRow
 from monitor.sync import sync_all
+from rules.registry import load_config
 from tests.servers import MailUser
 from tests.traffic import render
 

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -37,6 +37,7 @@ from monitor.records import (
     ThreadView,
 )
 from monitor.storage.bulk import BulkInsert
+from monitor.storage.db import chunks
 from monitor.storage.models import (
     OUT_OF_OFFICE_ROWS,
     FolderRow,
@@ -60,7 +61,6 @@ SAME_MESSAGE_SLACK = timedelta(
 SUBJECT_REACH = timedelta(days=31)  # subject fallback joins threads at most 30 days older
 MAX_ID_LENGTH = 900  # keeps Message-IDs indexable on every backend
 ANSWERED = "\\answered"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,7 +581,7 @@ def _load_threads(
     wanted = sorted(set(thread_ids) - done)
     done.update(wanted)
     added = []
-    for chunk in _chunks(wanted, 500):
+    for chunk in chunks(wanted, 500):
         stmt = select(*_THREADING_COLUMNS).where(_in(conn, MessageRow.thread_id, chunk))
         for member in _members(conn, stmt):
             if member.record.message_id not in loaded:
@@ -604,17 +604,17 @@ def _linked_thread_ids(conn: Connection, fresh: list[_Member]) -> set[str]:
         related.update(t for t in conn.scalars(stmt) if t)
 
     # A fresh message's own id names no threaded row (it is new, or stored unthreaded).
-    for chunk in _chunks(sorted(refs - ids), 400):
+    for chunk in chunks(sorted(refs - ids), 400):
         collect(select(MessageRow.thread_id).where(_in(conn, MessageRow.message_id, chunk)))
-    for chunk in _chunks(sorted(links), 400):
+    for chunk in chunks(sorted(links), 400):
         collect(
             select(MessageRow.thread_id)
             .join(MessageRefRow, MessageRefRow.message_pk == MessageRow.id)
             .where(_in(conn, MessageRefRow.ref_id, chunk))
         )
-    for chunk in _chunks(sorted(index_roots), 400):
+    for chunk in chunks(sorted(index_roots), 400):
         collect(select(MessageRow.thread_id).where(_in(conn, MessageRow.thread_index_root, chunk)))
-    for thrid_chunk in _chunks(sorted(thrids), 400):
+    for thrid_chunk in chunks(sorted(thrids), 400):
         collect(select(MessageRow.thread_id).where(_in(conn, MessageRow.gm_thrid, thrid_chunk)))
     return related
 
@@ -685,7 +685,7 @@ def _load_subject_threads(
             if seen is not None:
                 windows[key] = (min(low, seen[0]), max(top, seen[1]))
         wanted = sorted(key for key, window in windows.items() if searched.get(key) != window)
-        for chunk in _chunks(wanted, 400):
+        for chunk in chunks(wanted, 400):
             low = min(windows[key][0] for key in chunk) - SUBJECT_REACH
             top = max(windows[key][1] for key in chunk)
             searched.update((key, windows[key]) for key in chunk)
@@ -717,7 +717,7 @@ class _ThreadPlan:
         # The loaded threads are rewritten; a new thread id naming a thread we did not load
         # cannot happen (its messages would have linked it), but replace rather than collide.
         replaced = self.loaded_threads | {thread.thread_id for thread in self.threads}
-        for chunk in _chunks(sorted(replaced), 500):
+        for chunk in chunks(sorted(replaced), 500):
             conn.execute(delete(ThreadRow).where(_in(conn, ThreadRow.thread_id, chunk)))
         moved: list[dict[str, object]] = []
         thread_rows = []
@@ -789,7 +789,7 @@ def _threads_of(conn: Connection, where_location: ColumnElement[bool]) -> set[st
 
 def _threads_of_messages(conn: Connection, pks: Iterable[int]) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(sorted(set(pks)), 500):
+    for chunk in chunks(sorted(set(pks)), 500):
         found.update(
             tid
             for tid in conn.scalars(
@@ -848,7 +848,7 @@ def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
     wanted = {r.message_id for r in records}
     existing: dict[str, tuple[int, str | None, str, datetime]] = {}
     stored_thread: dict[int, str | None] = {}
-    for chunk in _chunks(sorted(wanted), 500):
+    for chunk in chunks(sorted(wanted), 500):
         for pk, mid, frm, subj, when, tid in conn.execute(
             select(*_DEDUPE_COLUMNS).where(_in(conn, MessageRow.message_id, chunk))
         ):
@@ -905,7 +905,7 @@ def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> i
     # An executemany returns no ids; one indexed SELECT per 500 fetches them on every backend
     # (PostgreSQL plans a multi-row VALUES .. RETURNING slowly).
     pk_of: dict[str, int] = {}
-    for chunk in _chunks(list(batch.pending), 500):
+    for chunk in chunks(list(batch.pending), 500):
         pk_of.update(
             (mid, pk)
             for pk, mid in conn.execute(
@@ -952,9 +952,3 @@ def _in(
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
-
-
-def _chunks(items: Iterable[T], size: int) -> Iterable[list[T]]:
-    seq = list(items)
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]

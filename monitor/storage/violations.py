@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from monitor.storage.db import chunks
 from monitor.storage.models import (
     EvaluationStateRow,
     ThreadChangeRow,
@@ -43,7 +44,6 @@ __all__ = [
 # no longer find it: the row goes, its audit log stays).
 EVENTS = ("opened", "severity", "resolved", "reopened", "moved", "withdrawn")
 CHUNK = 500
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +104,6 @@ class PendingChanges:
 
     thread_ids: frozenset[str]
     entries: tuple[int, ...]
-
-
-def _chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _values(violation: Violation) -> dict[str, Any]:
@@ -207,13 +196,13 @@ class ViolationStore:
         written: list[Transition] = []
         with self.engine.begin() as conn:
             stored: dict[str, Violation] = {}
-            for chunk in _chunks(sorted(scope)):
+            for chunk in chunks(sorted(scope), CHUNK):
                 for row in conn.execute(
                     select(ViolationRow).where(ViolationRow.thread_id.in_(chunk))
                 ):
                     stored[row.fingerprint] = _violation(row)
             # Found ones stored under a thread outside the scope (rare: threads merged).
-            for chunk in _chunks(sorted(found.keys() - stored.keys())):
+            for chunk in chunks(sorted(found.keys() - stored.keys()), CHUNK):
                 for row in conn.execute(
                     select(ViolationRow).where(ViolationRow.fingerprint.in_(chunk))
                 ):
@@ -251,7 +240,7 @@ class ViolationStore:
                 for k, v in stored.items()
                 if k not in found and v.thread_id in scope and (v.thread_id, v.rule) not in kept
             )
-            for chunk in _chunks(gone):
+            for chunk in chunks(gone, CHUNK):
                 conn.execute(delete(ViolationRow).where(ViolationRow.fingerprint.in_(chunk)))
             written.extend(
                 Transition(k, "withdrawn", stored[k], "the rules no longer find it") for k in gone
@@ -275,7 +264,7 @@ class ViolationStore:
                 )
             self._write_checks(conn, list(checks), sorted(set(forget)), at)
             if consume is not None:
-                for seqs in _chunks(consume.entries):
+                for seqs in chunks(consume.entries, CHUNK):
                     conn.execute(delete(ThreadChangeRow).where(ThreadChangeRow.seq.in_(seqs)))
         return Transitions(tuple(written))
 
@@ -357,13 +346,13 @@ class ViolationStore:
         conn: Connection, checks: list[ThreadCheck], forget: list[str], at: datetime
     ) -> None:
         ids = sorted({c.thread_id for c in checks} | set(forget))
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, CHUNK):
             conn.execute(delete(ThreadCheckRow).where(ThreadCheckRow.thread_id.in_(chunk)))
         rows: list[dict[str, Any]] = [
             {"thread_id": c.thread_id, "next_check_at": c.next_check_at, "evaluated_at": at}
             for c in {c.thread_id: c for c in checks}.values()
         ]
-        for batch in _chunks(rows):
+        for batch in chunks(rows, CHUNK):
             conn.execute(insert(ThreadCheckRow), batch)
 
     # -- what every thread's evaluation shares -----------------------------------------------
