@@ -1,18 +1,17 @@
-"""What every rule shares: the violation record, the thread as rules see it, the context."""
+"""What every rule shares: the context, the protocol, and (from monitor.records, where storage
+reads them too) the violation record and the thread as rules see it."""
 
 from __future__ import annotations
 
-import enum
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from monitor.classify import InternalPolicy
 from monitor.config import AccountConfig, Config, RuleSettings, SettingsT
-from monitor.records import ThreadView, iso_utc
+from monitor.records import Severity, Status, ThreadView, Violation, fingerprint, sort_key
 from rules.calendar import BusinessCalendar
 
 __all__ = [
@@ -27,87 +26,6 @@ __all__ = [
     "numbered",
     "sort_key",
 ]
-
-
-class Severity(enum.StrEnum):
-    WARNING = "warning"
-    BREACH = "breach"
-
-
-class Status(enum.StrEnum):
-    OPEN = "open"
-    RESOLVED = "resolved"
-
-
-def fingerprint(rule: str, about: str) -> str:
-    """A violation's stable identity, fixed-length for an index: rule + what it is about.
-
-    The thread id is left out on purpose: when threads merge, violations move to the new
-    thread id and must stay the same violations.
-    """
-    return hashlib.sha256(f"{rule}\n{about}".encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One trouble in one thread as of the evaluation's `now` (the fields of product.md).
-
-    `about` is what it is about: the inbound message that started the wait
-    (`unacknowledged`), the first outbound message of the turn (`conflicting_replies`), the
-    thread id (`unowned`). Addresses are lowercased; `senders`, `message_ids` are in
-    message-time order, `notify` in warning order.
-    """
-
-    rule: str
-    severity: Severity
-    status: Status
-    account: str | None
-    thread_id: str
-    subject: str
-    owner: str | None
-    backup: str | None
-    notify: tuple[str, ...]
-    opened_at: datetime
-    due_at: datetime | None
-    resolved_at: datetime | None
-    senders: tuple[str, ...]
-    chasers: int
-    message_ids: tuple[str, ...]
-    about: str
-
-    @property
-    def fingerprint(self) -> str:
-        """Stable identity: the same trouble is one violation across evaluations and merges."""
-        return fingerprint(self.rule, self.about)
-
-    @property
-    def is_open(self) -> bool:
-        return self.status is Status.OPEN
-
-    def as_json(self) -> dict[str, Any]:
-        """product.md's JSON object: ISO 8601 UTC times with `Z`, null where missing."""
-        return {
-            "rule": self.rule,
-            "severity": str(self.severity),
-            "status": str(self.status),
-            "account": self.account,
-            "thread_id": self.thread_id,
-            "subject": self.subject,
-            "owner": self.owner,
-            "backup": self.backup,
-            "notify": list(self.notify),
-            "opened_at": iso_utc(self.opened_at),
-            "due_at": iso_utc(self.due_at),
-            "resolved_at": iso_utc(self.resolved_at),
-            "senders": list(self.senders),
-            "chasers": self.chasers,
-            "message_ids": list(self.message_ids),
-        }
-
-
-def sort_key(violation: Violation) -> tuple[datetime, str, str, str]:
-    """product.md's order, (opened_at, thread_id), then rule and identity for stability."""
-    return violation.opened_at, violation.thread_id, violation.rule, violation.about
 
 
 def _utc(moment: datetime, what: str) -> datetime:

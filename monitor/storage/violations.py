@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from monitor.records import Severity, Status, Violation, sort_key
 from monitor.storage.db import chunks
 from monitor.storage.models import (
     EvaluationStateRow,
@@ -28,7 +29,6 @@ from monitor.storage.models import (
     ViolationEventRow,
     ViolationRow,
 )
-from rules.base import Severity, Status, Violation, sort_key
 
 __all__ = [
     "EVENTS",
