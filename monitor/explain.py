@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from monitor.config import AccountConfig, CalendarConfig
 from monitor.display import format_time, human_duration, plural
 from monitor.records import Automatic, Direction
 from rules.base import Rule, RuleContext, ThreadView, Violation, numbered
-from rules.engine import evaluate_prepared, prepare
+from rules.engine import assess_prepared, prepare
 from rules.registry import registered_rules
 from rules.unacknowledged import clock, sla, waits, warn_fraction
 
@@ -25,6 +26,8 @@ __all__ = [
     "explanation",
     "render",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +64,12 @@ class WaitClock:
 
 @dataclass(frozen=True, slots=True)
 class RuleLines:
-    """One rule's part: its name and, in its own words, why it fired or did not."""
+    """One rule's part: its name and, in its own words, why it fired or did not (or that
+    it failed on this thread: its violations are then unknown)."""
 
     name: str
     why: tuple[str, ...]
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,8 @@ def explanation(
     by `rules`, the registered ones unless given."""
     rules = registered_rules() if rules is None else rules
     cut, ctx = prepare(thread, ctx)
-    violations = evaluate_prepared(cut, ctx, rules)
+    assessment = assess_prepared(cut, ctx, rules)
+    violations = assessment.violations
     number = numbered(cut)
     acknowledges: dict[str, int] = {}
     chaser_of: dict[str, int] = {}
@@ -154,14 +160,33 @@ def explanation(
         messages=tuple(lines),
         waits=tuple(clocks),
         rules=tuple(
-            RuleLines(
-                rule.name,
-                tuple(rule.explain(cut, ctx, [v for v in violations if v.rule == rule.name])),
-            )
+            _rule_lines(rule, cut, ctx, violations, failed=rule.name in assessment.failed)
             for rule in rules
         ),
         violations=tuple(violations),
     )
+
+
+def _rule_lines(
+    rule: Rule,
+    thread: ThreadView,
+    ctx: RuleContext,
+    violations: Sequence[Violation],
+    *,
+    failed: bool,
+) -> RuleLines:
+    """A rule's reasons; a rule that fails (to assess or to explain) is named, and the
+    others still explain themselves."""
+    if failed:
+        return RuleLines(
+            rule.name, ("it raised an error (logged); its violations are unknown",), True
+        )
+    try:
+        why = rule.explain(thread, ctx, [v for v in violations if v.rule == rule.name])
+    except Exception:
+        log.exception("rule %s failed to explain thread %s", rule.name, thread.thread_id)
+        return RuleLines(rule.name, ("it raised an error while explaining (logged)",), True)
+    return RuleLines(rule.name, tuple(why))
 
 
 def _calendar_name(ctx: RuleContext) -> str | None:
@@ -317,6 +342,8 @@ def _rule(ex: Explanation, rule: RuleLines) -> list[str]:
         head = f"  {rule.name}: FIRED ({states})"
         if notify:
             head += f"; notify {', '.join(notify)}"
+    elif rule.failed:
+        head = f"  {rule.name}: FAILED on this thread"
     else:
         head = f"  {rule.name}: not fired"
     return [head, *(f"    {line}" for line in rule.why)]

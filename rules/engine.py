@@ -17,7 +17,7 @@ from rules.registry import registered_rules
 __all__ = [
     "Assessment",
     "assess",
-    "evaluate_prepared",
+    "assess_prepared",
     "evaluate_thread",
     "evaluate_threads",
     "next_deadline",
@@ -74,11 +74,11 @@ def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleConte
     return thread, _with_thread_absences(thread, ctx.with_account(account))
 
 
-def _assess_prepared(
+def assess_prepared(
     thread: ThreadView, ctx: RuleContext, rules: Sequence[Rule] | None = None
 ) -> Assessment:
-    """Every rule (the registered ones unless given) over a thread `prepare` has cut and
-    narrowed the context for."""
+    """`assess` for a thread `prepare` has already cut and narrowed the context for, by the
+    registered rules or the `rules` given (explain shows the rules it is given)."""
     found: list[Violation] = []
     candidates: list[datetime] = []
     failed: set[str] = set()
@@ -108,21 +108,13 @@ def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
     The account decides the owner, calendar and SLA (the defaults without one). A rule that
     fails is logged, skipped and named in `failed`: one bad rule never stops the pass.
     """
-    return _assess_prepared(*prepare(thread, ctx))
+    return assess_prepared(*prepare(thread, ctx))
 
 
 def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
     """Every violation of one thread as of `ctx.now`, open and resolved, in product order
     (see `assess`)."""
-    return evaluate_prepared(*prepare(thread, ctx))
-
-
-def evaluate_prepared(
-    thread: ThreadView, ctx: RuleContext, rules: Sequence[Rule] | None = None
-) -> list[Violation]:
-    """Every violation of a thread `prepare` has already cut and narrowed the context for,
-    by the registered rules or the `rules` given (explain shows the rules it is given)."""
-    return _assess_prepared(thread, ctx, rules).violations
+    return assess_prepared(*prepare(thread, ctx)).violations
 
 
 def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:

@@ -272,6 +272,40 @@ def test_each_rule_explains_itself_with_the_thread_as_of_now_and_its_violations(
     )
 
 
+class Broken(Shouting):
+    """Fails to assess on threads with capitals, and always fails to explain."""
+
+    name: ClassVar[str] = "broken"
+
+    def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
+        if any(m.subject.isupper() for m in thread.messages):
+            raise RuntimeError("rule broke")
+        return Answer([])
+
+    def explain(
+        self, thread: ThreadView, ctx: RuleContext, violations: Sequence[Violation]
+    ) -> list[str]:
+        raise RuntimeError("explain broke")
+
+
+def test_a_failing_rule_is_named_and_the_others_still_explain() -> None:
+    c1 = make_message("c1", T0, subject="Cannot log in")
+    c2 = make_message("c2", T0 + 10 * M, subject="STILL BROKEN", refs="c1")
+    rules: list[Rule] = [Broken(), UNOWNED]
+    lines = section(render(explanation(view([c1, c2]), ctx_at(T0 + H), rules=rules)), "Rules:")
+    assert lines.splitlines() == [
+        "  broken: FAILED on this thread",
+        "    it raised an error (logged); its violations are unknown",
+        "  unowned: not fired",
+        f"    account Client is owned by {PRIYA}",
+    ]
+    lines = section(render(explanation(view([c1]), ctx_at(T0 + H), rules=rules)), "Rules:")
+    assert lines.splitlines()[:2] == [
+        "  broken: FAILED on this thread",
+        "    it raised an error while explaining (logged)",
+    ]
+
+
 def test_every_registered_rule_explains_itself() -> None:
     ex = explanation(conflict_thread(), ctx_at(T0 + H))
     assert [r.name for r in ex.rules] == [rule.name for rule in registered_rules()]
