@@ -377,7 +377,7 @@ def explain_thread(config: Config, thread_id: str, now: datetime, out: TextIO) -
     with MessageStore(open_database(config.monitor.database)) as store:
         thread = find_thread(store, thread_id)
         ctx = store_context(config, store, now)
-    out.write(explain(thread, ctx))
+    out.write(explain(thread, ctx, focus=thread_id))
     return EXIT_OK
 
 

@@ -142,14 +142,18 @@ def _evaluate_into(
         for thread in store.threads(thread_ids=chunk):
             assessment = assess(thread, ctx)
             found.extend(assessment.violations)
-            keep.update((thread.thread_id, rule) for rule in assessment.failed)
+            ids = {thread.thread_id, *assessment.thread_ids}
+            keep.update((tid, rule) for tid in ids for rule in assessment.failed)
             # A rule that failed is tried again on the next pass.
             next_at = (
                 ctx.now
                 if assessment.failed
                 else _next_check(thread, assessment.next_deadline, ctx.now)
             )
-            checks.append(ThreadCheck(thread.thread_id, next_at))
+            # The conversations it was as of now (a later message merged them) are checked
+            # with it: when one comes due alone, the thread no longer splits that way, and
+            # the violations stored under its id are withdrawn (or move, found elsewhere).
+            checks.extend(ThreadCheck(tid, next_at) for tid in sorted(ids))
     gone = wanted - {c.thread_id for c in checks}
     transitions = violations.record(
         found,

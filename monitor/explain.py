@@ -13,7 +13,7 @@ from monitor.config import AccountConfig, CalendarConfig
 from monitor.display import format_time, human_duration, plural
 from monitor.records import Automatic, Direction
 from rules.base import Rule, RuleContext, ThreadView, Violation, numbered
-from rules.engine import assess_prepared, prepare
+from rules.engine import as_of, assess_prepared, prepare
 from rules.registry import registered_rules
 from rules.unacknowledged import clock, sla, waits, warn_fraction
 
@@ -81,6 +81,7 @@ class Explanation:
     now: datetime
     zone: ZoneInfo  # times are shown in monitor.timezone
     later: int  # messages after `now`: not taken into account
+    apart: tuple[tuple[str, int], ...]  # (id, messages) of conversations merged only later
     account: AccountConfig | None
     calendar_name: str | None
     calendar: CalendarConfig | None
@@ -93,12 +94,22 @@ class Explanation:
 
 
 def explanation(
-    thread: ThreadView, ctx: RuleContext, rules: Sequence[Rule] | None = None
+    thread: ThreadView,
+    ctx: RuleContext,
+    rules: Sequence[Rule] | None = None,
+    *,
+    focus: str | None = None,
 ) -> Explanation:
     """Explain one thread as of `ctx.now` (ctx as built for the whole store: no account)
-    by `rules`, the registered ones unless given."""
+    by `rules`, the registered ones unless given.
+
+    A thread that a later message merged is explained as the conversation it was then that
+    holds `focus` (a thread id or Message-ID; the first one without), the others named.
+    """
     rules = registered_rules() if rules is None else rules
-    cut, ctx = prepare(thread, ctx)
+    pieces = as_of(thread, ctx)
+    piece = _focused(pieces, focus)
+    cut, ctx = prepare(piece, ctx)
     assessment = assess_prepared(cut, ctx, rules)
     violations = assessment.violations
     number = numbered(cut)
@@ -147,11 +158,12 @@ def explanation(
             )
         )
     return Explanation(
-        thread_id=thread.thread_id,
-        subject=thread.subject,
+        thread_id=cut.thread_id,
+        subject=cut.subject,
         now=ctx.now,
         zone=ctx.config.monitor.tz,
-        later=len(thread.messages) - len(cut.messages),
+        later=len(thread.messages) - sum(len(p.messages) for p in pieces),
+        apart=tuple((p.thread_id, len(p.messages)) for p in pieces if p is not piece),
         account=ctx.account,
         calendar_name=_calendar_name(ctx),
         calendar=ctx.config.calendar_for(ctx.account),
@@ -189,6 +201,16 @@ def _rule_lines(
     return RuleLines(rule.name, tuple(why))
 
 
+def _focused(pieces: Sequence[ThreadView], focus: str | None) -> ThreadView:
+    """The conversation that is, or holds, `focus` (with or without <>); the first without."""
+    if focus is not None and len(pieces) > 1:
+        wanted = {focus.strip(), f"<{focus.strip()}>"}
+        for piece in pieces:
+            if piece.thread_id in wanted or any(m.message_id in wanted for m in piece.messages):
+                return piece
+    return pieces[0]
+
+
 def _calendar_name(ctx: RuleContext) -> str | None:
     if ctx.config.calendar_for(ctx.account) is None:
         return None
@@ -197,9 +219,9 @@ def _calendar_name(ctx: RuleContext) -> str | None:
     return "default"
 
 
-def explain(thread: ThreadView, ctx: RuleContext) -> str:
-    """The text of `pocwatch explain` for one thread as of `ctx.now`."""
-    return render(explanation(thread, ctx))
+def explain(thread: ThreadView, ctx: RuleContext, *, focus: str | None = None) -> str:
+    """The text of `pocwatch explain` for one thread as of `ctx.now` (see `explanation`)."""
+    return render(explanation(thread, ctx, focus=focus))
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -264,6 +286,9 @@ def _timeline(ex: Explanation) -> list[str]:
         lines = _table(rows)
     if ex.later:
         lines.append(f"  ({plural(ex.later, 'later message')} after --now not taken into account)")
+    if ex.apart:
+        others = ", ".join(f"{tid} ({plural(count, 'message')})" for tid, count in ex.apart)
+        lines.append(f"  (a later message joined this conversation with: {others})")
     return lines
 
 

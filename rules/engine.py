@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from monitor.config import AccountConfig
+from monitor.threads import thread_messages
 from rules.accounts import match_account
 from rules.base import Rule, RuleContext, ThreadView, Violation, sort_key
 from rules.people import absence_changes, out_of_office_times
@@ -16,6 +17,7 @@ from rules.registry import registered_rules
 
 __all__ = [
     "Assessment",
+    "as_of",
     "assess",
     "assess_prepared",
     "evaluate_thread",
@@ -27,8 +29,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _as_of(thread: ThreadView, ctx: RuleContext) -> ThreadView:
-    """The thread as it stood at `now`: later messages are not known yet."""
+def _cut(thread: ThreadView, ctx: RuleContext) -> ThreadView:
+    """The thread's messages up to `now`: later messages are not known yet."""
     messages = sorted(
         (m for m in thread.messages if m.time <= ctx.now), key=lambda m: m.time
     )  # stable: ties keep the stored order
@@ -37,6 +39,39 @@ def _as_of(thread: ThreadView, ctx: RuleContext) -> ThreadView:
     ):
         return thread
     return replace(thread, messages=tuple(messages))
+
+
+def as_of(thread: ThreadView, ctx: RuleContext) -> list[ThreadView]:
+    """The conversations a stored thread was at `now`, in order of their first message.
+
+    Later messages are cut. One of them may be what merged the thread (a reply naming two
+    conversations): those that were apart then are apart again, each under its own root, as
+    threading those messages alone gives. Threading decides each message on what precedes it,
+    so this equals the threads of every message up to `now`; a thread with nothing later is
+    returned whole.
+    """
+    cut = _cut(thread, ctx)
+    if cut is thread or not cut.messages:
+        return [cut]
+    policy = ctx.policy
+    pieces = thread_messages(cut.messages, lambda addr: not policy.is_internal(addr))
+    if len(pieces) == 1 and pieces[0].thread_id == thread.thread_id:
+        return [cut]
+    by_id = {m.message_id: m for m in cut.messages}
+    found = []
+    for piece in pieces:
+        members = set(piece.message_ids)
+        messages = tuple(m for m in cut.messages if m.message_id in members)
+        found.append(
+            replace(
+                cut,
+                thread_id=piece.thread_id,
+                subject=by_id[piece.message_ids[0]].subject,
+                messages=messages,
+                answered=cut.answered & members,
+            )
+        )
+    return found
 
 
 def _with_thread_absences(thread: ThreadView, ctx: RuleContext) -> RuleContext:
@@ -58,11 +93,12 @@ class Assessment(NamedTuple):
     violations: list[Violation]
     next_deadline: datetime | None
     failed: frozenset[str] = frozenset()
+    thread_ids: tuple[str, ...] = ()  # the conversations it was as of `now` (see as_of)
 
 
 def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleContext]:
-    """Cut the thread at `now`, decide its account, add the absences it shows."""
-    thread = _as_of(thread, ctx)
+    """Decide the account of one conversation as of `now` (see `as_of`), and add the
+    absences it shows."""
     policy = ctx.policy
     account = match_account(
         thread.messages,
@@ -104,17 +140,27 @@ def assess(thread: ThreadView, ctx: RuleContext) -> Assessment:
     """Every violation of one thread as of `ctx.now` (open and resolved, in product order),
     and the earliest later instant at which they may change if no new mail arrives.
 
-    Messages later than `now` are cut; the config in force is `ctx.config` whatever `now`.
-    The account decides the owner, calendar and SLA (the defaults without one). A rule that
-    fails is logged, skipped and named in `failed`: one bad rule never stops the pass.
+    Messages later than `now` are cut, and a thread a later message merged is assessed as
+    the conversations it was then (`as_of`); the config in force is `ctx.config` whatever
+    `now`. The account decides the owner, calendar and SLA (the defaults without one). A
+    rule that fails is logged, skipped and named in `failed`: one bad rule never stops the
+    pass.
     """
-    return assess_prepared(*prepare(thread, ctx))
+    pieces = as_of(thread, ctx)
+    answers = [assess_prepared(*prepare(piece, ctx)) for piece in pieces]
+    ids = tuple(piece.thread_id for piece in pieces)
+    if len(answers) == 1:
+        return answers[0]._replace(thread_ids=ids)
+    found = sorted((v for answer in answers for v in answer.violations), key=sort_key)
+    deadline = min((a.next_deadline for a in answers if a.next_deadline), default=None)
+    failed = frozenset(rule for answer in answers for rule in answer.failed)
+    return Assessment(found, deadline, failed, ids)
 
 
 def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
     """Every violation of one thread as of `ctx.now`, open and resolved, in product order
     (see `assess`)."""
-    return assess_prepared(*prepare(thread, ctx)).violations
+    return assess(thread, ctx).violations
 
 
 def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:

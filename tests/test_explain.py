@@ -327,3 +327,17 @@ def test_durations() -> None:
     assert human_duration(td(days=3), days=True) == "3d"
     assert human_duration(td(days=1, hours=2), days=True) == "1d2h"
     assert human_duration(-H) == "0m"
+
+
+def test_a_thread_merged_later_is_explained_as_the_conversation_it_was() -> None:
+    invoice = make_message("q", T0, subject="Invoice")
+    payment = make_message("p", T0 + H, subject="Payment")
+    link = make_message("l", T0 + 30 * H, subject="Re: both", refs="q p")
+    merged = ThreadView("<q>", "Invoice", (invoice, payment, link))
+    text = explain(merged, ctx_at(T0 + 5 * H), focus="p")
+    assert text.startswith("Thread <p>: Payment\n")
+    assert "  (1 later message after --now not taken into account)" in text
+    assert "  (a later message joined this conversation with: <q> (1 message))" in text
+    assert "#1 has waited" in text and "#2" not in section(text, "Timeline:")
+    whole = explain(merged, ctx_at(T0 + 31 * H), focus="p")
+    assert whole.startswith("Thread <q>: Invoice\n") and "joined" not in whole

@@ -236,6 +236,37 @@ def test_a_merge_moves_the_violation_to_the_new_thread(
     assert as_json(violations.all()) == full_answer(config, store, t + 6 * H)
 
 
+def test_a_past_now_sees_apart_the_threads_a_later_message_merged(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, violations = stores
+    config = make_config()
+    t = START + 9 * H
+    invoice = make_message("q", t, subject="Invoice", frm="alice@client.example")
+    payment = make_message("p", t + H, subject="Payment", frm="alice@client.example")
+    link = make_message("l", t + 30 * H, subject="Re: both", frm="alice@client.example", refs="q p")
+    mailbox = Mailbox(store)
+    mailbox.put([invoice, payment])
+    before = t + 5 * H  # the link was not written yet: two conversations, two waits
+    as_it_stood = full_answer(config, store, before)
+    mailbox.put([link])
+    assert store.thread_count() == 1  # stored as one thread, <q>
+    assert full_answer(config, store, before) == as_it_stood  # the past stays the past
+    apart = evaluate_incremental(config, store, violations, before)
+    assert sorted((v.thread_id, v.about, v.chasers) for v in violations.all()) == [
+        ("<p>", "<p>", 0),
+        ("<q>", "<q>", 0),
+    ]
+    assert apart.touched_threads == 2  # the stored thread and the conversation <p>
+    assert as_json(violations.all()) == full_answer(config, store, before)
+    # Once the link is known, <p> is a chaser of <q>: its own wait is withdrawn.
+    after = t + 31 * H
+    joined = evaluate_incremental(config, store, violations, after)
+    assert ("withdrawn", "<p>") in {(x.event, x.violation.about) for x in joined.transitions}
+    assert [(v.thread_id, v.about, v.chasers) for v in violations.all()] == [("<q>", "<q>", 2)]
+    assert as_json(violations.all()) == full_answer(config, store, after)
+
+
 def test_evaluate_full_equals_the_pure_evaluation(
     stores: tuple[MessageStore, ViolationStore],
 ) -> None:

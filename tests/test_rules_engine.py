@@ -28,7 +28,7 @@ from rules.base import (
     Violation,
     fingerprint,
 )
-from rules.engine import assess, evaluate_thread, evaluate_threads, next_deadline
+from rules.engine import as_of, assess, evaluate_thread, evaluate_threads, next_deadline
 from rules.registry import discover, get_rule, registered_rules, rule_names, rule_tables
 from tests.builders import T0, make_message, make_reply
 from tests.rule_scenarios import (
@@ -433,3 +433,23 @@ def test_an_open_conflict_wakes_the_thread_when_it_expires() -> None:
 def test_an_absence_ending_wakes_a_thread_with_violations() -> None:
     extra = '[[absences]]\nwho = "priya@example.com"\nfrom = "2026-11-02"\nuntil = "2026-11-02"\n'
     assert _deadline([c1], T0 + 5 * H, extra) == datetime(2026, 11, 3, tzinfo=UTC)
+
+
+def test_a_thread_a_later_message_merged_is_assessed_as_it_stood() -> None:
+    invoice = make_message("q", T0, subject="Invoice")
+    payment = make_message("p", T0 + H, subject="Payment")
+    link = make_message("l", T0 + 30 * H, subject="Re: both", refs="q p")
+    merged = ThreadView("<q>", "Invoice", (invoice, payment, link), answered=frozenset({"<p>"}))
+    ctx = RuleContext.create(CONFIG, T0 + 5 * H)
+    pieces = as_of(merged, ctx)
+    assert [(p.thread_id, p.subject, [m.message_id for m in p.messages]) for p in pieces] == [
+        ("<q>", "Invoice", ["<q>"]),
+        ("<p>", "Payment", ["<p>"]),
+    ]
+    assert [p.answered for p in pieces] == [frozenset(), frozenset({"<p>"})]
+    answer = assess(merged, ctx)
+    assert answer.thread_ids == ("<q>", "<p>")
+    assert [(v.rule, v.thread_id) for v in answer.violations] == [("unacknowledged", "<q>")]
+    later = RuleContext.create(CONFIG, T0 + 31 * H)
+    assert as_of(merged, later) == [merged]  # nothing later: the thread as stored
+    assert assess(merged, later).thread_ids == ("<q>",)
