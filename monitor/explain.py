@@ -165,8 +165,8 @@ def explanation(
         later=len(thread.messages) - sum(len(p.messages) for p in pieces),
         apart=tuple((p.thread_id, len(p.messages)) for p in pieces if p is not piece),
         account=ctx.account,
-        calendar_name=_calendar_name(ctx),
-        calendar=ctx.config.calendar_for(ctx.account),
+        calendar_name=ctx.calendar_name,
+        calendar=ctx.config.calendars.get(ctx.calendar_name or ""),
         sla=sla(ctx),
         warn_fraction=warn_fraction(ctx),
         messages=tuple(lines),
@@ -209,14 +209,6 @@ def _focused(pieces: Sequence[ThreadView], focus: str | None) -> ThreadView:
             if piece.thread_id in wanted or any(m.message_id in wanted for m in piece.messages):
                 return piece
     return pieces[0]
-
-
-def _calendar_name(ctx: RuleContext) -> str | None:
-    if ctx.config.calendar_for(ctx.account) is None:
-        return None
-    if ctx.account is not None and ctx.account.calendar:
-        return ctx.account.calendar
-    return "default"
 
 
 def explain(thread: ThreadView, ctx: RuleContext, *, focus: str | None = None) -> str:
@@ -299,7 +291,10 @@ def _account_text(ex: Explanation) -> str:
     people = [f"owner {account.owner or 'none'}", f"backup {account.backup or 'none'}"]
     if account.escalate_to:
         people.append(f"escalate to {account.escalate_to}")
-    return f"{account.name} ({', '.join(people)})"
+    text = f"{account.name} ({', '.join(people)})"
+    if account.owner is None:
+        text += "; nobody owns it, so the default SLA and calendar apply"
+    return text
 
 
 def _calendar_text(ex: Explanation) -> str:

@@ -77,11 +77,23 @@ class RuleContext:
         return replace(self, out_of_office=seen)
 
     @property
+    def terms(self) -> AccountConfig | None:
+        """The account whose SLA and calendar apply: None for a thread with no account or
+        whose account nobody owns (product.md: those are checked with the defaults)."""
+        account = self.account
+        return account if account is not None and account.owner is not None else None
+
+    @property
+    def calendar_name(self) -> str | None:
+        """The [calendars.NAME] the SLA counts in; None when every hour is open."""
+        name = (self.terms.calendar if self.terms is not None else None) or "default"
+        return name if name in self.calendars else None
+
+    @property
     def calendar(self) -> BusinessCalendar:
-        """The account's business calendar (the default one without an account)."""
-        name = self.account.calendar if self.account is not None else None
-        calendar = self.calendars.get(name or "default")
-        return calendar if calendar is not None else _ALWAYS_OPEN
+        """The business calendar the SLA counts in (see `terms`)."""
+        name = self.calendar_name
+        return self.calendars[name] if name is not None else _ALWAYS_OPEN
 
     def settings(self, kind: type[SettingsT]) -> SettingsT:
         """A rule's own [rules.NAME] table, typed: `ctx.settings(UnacknowledgedSettings)`."""

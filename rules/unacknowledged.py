@@ -40,8 +40,8 @@ class UnacknowledgedSettings(RuleSettings):
 
 
 def sla(ctx: RuleContext) -> timedelta:
-    """The SLA of the context's account: its own, else [rules.unacknowledged] sla."""
-    account = ctx.account
+    """The SLA in force: the owned account's own, else [rules.unacknowledged] sla."""
+    account = ctx.terms
     if account is not None and account.sla is not None:
         return account.sla
     return ctx.settings(UnacknowledgedSettings).sla

@@ -24,6 +24,7 @@ from tests.rule_scenarios import (
 )
 
 H = td(hours=1)
+S = td(seconds=1)
 M = td(minutes=1)
 D = td(days=1)
 OWNERS = (PRIYA, SAM)
@@ -638,6 +639,32 @@ OWNERSHIP = [
                         "unowned", "o1", "warning", account="Orphan", backup=SAM, notify=(ADMIN,)
                     ),
                     unack("o1", "breach", account="Orphan", notify=(SAM, ADMIN)),
+                ),
+            ),
+        ),
+    ),
+    Scenario(
+        "an account nobody owns is checked with the default SLA and calendar, not its own",
+        (orphan,),  # Monday 09:00 London: due 13:00 by the default 4h, not 2h in New York
+        config=(
+            '[[accounts]]\nname = "Orphan"\ndomains = ["orphan.example"]\n'
+            'sla = "2h"\ncalendar = "new_york"\n'
+        ),
+        at=(
+            (T0 + 3 * H - S, (expect("unowned", "o1", "warning", account="Orphan"),)),
+            (
+                T0 + 4 * H,
+                (
+                    expect("unowned", "o1", "warning", account="Orphan"),
+                    unack(
+                        "o1",
+                        "breach",
+                        account="Orphan",
+                        owner=None,
+                        opened_at=T0 + 3 * H,
+                        due_at=T0 + 4 * H,
+                        notify=(ADMIN,),
+                    ),
                 ),
             ),
         ),
