@@ -864,6 +864,7 @@ _BOUNCE_DISPLAY = re.compile(r'\s*"?\s*(?:mailer[- _]?daemon|postmaster)\b', re.
 _SUPPRESS_TOKENS = frozenset({"all", "oof", "autoreply"})
 _AUTO_SUBMITTED_BOUNCE = re.compile(r"failure|delay|warning|postmaster|delivery", re.IGNORECASE)
 _REPORT_TYPES = frozenset({"multipart/report", "message/delivery-status"})
+_VACATION_SUBJECT = re.compile(r"\s*auto\s*:", re.IGNORECASE)
 
 
 def _subject_signal(subject: str) -> str | None:
@@ -911,6 +912,8 @@ def _header_signals(headers: Headers, bounce: bool) -> tuple[bool, bool, bool, b
                 bounce = True
             elif keyword == "auto-replied":
                 strong_auto = True
+                # Sieve vacation (Dovecot's Pigeonhole): "auto-replied (vacation)".
+                ooo = ooo or "vacation" in value.lower()
             else:
                 weak_auto = True
     for name in ("x-autoreply", "x-autorespond"):
@@ -963,6 +966,8 @@ def detect_automatic(
         ooo = True
     elif signal == "word" and (strong_auto or weak_auto):
         ooo = True  # "Away" from a robot is a vacation notice
+    elif strong_auto and _VACATION_SUBJECT.match(subject):
+        ooo = True  # RFC 5230 vacation: "Auto: <the subject it answers>"
     elif signal == "auto":
         strong_auto = True
     elif signal == "bounce":

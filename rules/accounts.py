@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Protocol
 
-from monitor.records import MessageRecord
+from monitor.classify import InternalPolicy, direction
+from monitor.records import Direction, MessageRecord
 
 
 class AccountLike(Protocol):
@@ -55,11 +56,13 @@ def _levels(
 
 
 def first_customer_message(
-    messages: Sequence[MessageRecord], is_external: Callable[[str], bool]
+    messages: Sequence[MessageRecord], policy: InternalPolicy
 ) -> MessageRecord | None:
-    """The earliest inbound, non-automatic message: the one that decides the account."""
+    """The earliest inbound, non-automatic message: the one that decides the account.
+    Inbound as the rules see it: a colleague's mail sent as a customer address (an internal
+    Sender) is ours, not the customer's."""
     return next(
-        (m for m in messages if m.automatic is None and m.from_addr and is_external(m.from_addr)),
+        (m for m in messages if m.automatic is None and direction(m, policy) is Direction.INBOUND),
         None,
     )
 
@@ -68,7 +71,7 @@ def match_account(
     messages: Sequence[MessageRecord],
     accounts: Sequence[AccountLike],
     *,
-    is_external: Callable[[str], bool],
+    policy: InternalPolicy,
     arrived_in: Mapping[str, frozenset[str]] | None = None,
 ) -> AccountLike | None:
     """The account of a thread, decided by its earliest inbound non-automatic message.
@@ -76,14 +79,14 @@ def match_account(
     At the first level where some account matches, the first account in file order wins.
     When that sender matches nothing, the thread's other external participants are tried.
     """
-    first = first_customer_message(messages, is_external)
+    first = first_customer_message(messages, policy)
     if first is None or not accounts:
         return None
     mailboxes = (arrived_in or {}).get(first.message_id, frozenset())
     candidates = [first.from_addr or ""]
     for message in messages:
         for addr in (message.from_addr, *message.to_addrs, *message.cc_addrs):
-            if addr and is_external(addr) and addr not in candidates:
+            if addr and not policy.is_internal(addr) and addr not in candidates:
                 candidates.append(addr)
     for address in candidates:
         for level in _levels(address.lower(), first.subject, mailboxes):

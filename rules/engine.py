@@ -103,7 +103,7 @@ def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleConte
     account = match_account(
         thread.messages,
         ctx.config.accounts,
-        is_external=lambda addr: not policy.is_internal(addr),
+        policy=policy,
         arrived_in=thread.arrived_in,
     )
     assert account is None or isinstance(account, AccountConfig)

@@ -50,7 +50,7 @@ def summarize(
     account = match_account(
         messages,
         accounts,
-        is_external=lambda addr: not policy.is_internal(addr),
+        policy=policy,
         arrived_in=thread.arrived_in,
     )
     return ThreadSummary(

@@ -40,9 +40,7 @@ class Unowned:
         warned = f"; monitor.admins warned: {', '.join(admins)}" if admins else ""
         if account is not None:
             return [f"account {account.name} has no owner{warned}"]
-        first = first_customer_message(
-            thread.messages, lambda addr: not ctx.policy.is_internal(addr)
-        )
+        first = first_customer_message(thread.messages, ctx.policy)
         customer = first.from_addr if first else "unknown"
         return [f"no account matches the customer ({customer}){warned}"]
 

@@ -206,6 +206,19 @@ def test_absence_word_from_a_robot_is_out_of_office() -> None:
     assert kind("Precedence: bulk", subject="Away match tickets") == Automatic.BULK
 
 
+def test_sieve_vacation_replies_are_out_of_office() -> None:
+    # Dovecot's Pigeonhole vacation: the comment, or RFC 5230's default "Auto:" subject.
+    dovecot = ("Auto-Submitted: auto-replied (vacation)", "Precedence: bulk")
+    assert kind(*dovecot, subject="Auto: Question") == Automatic.OUT_OF_OFFICE
+    assert kind(*dovecot, subject="Back soon") == Automatic.OUT_OF_OFFICE
+    assert kind("Auto-Submitted: auto-replied", subject="Auto: Question") == (
+        Automatic.OUT_OF_OFFICE
+    )
+    assert kind("Auto-Submitted: auto-replied", subject="Ticket received") == (Automatic.AUTO_REPLY)
+    assert kind(subject="Auto: Question") is None  # a human may write that
+    assert kind(subject="Automobile insurance") is None
+
+
 @pytest.mark.parametrize(
     "subject",
     [

@@ -453,3 +453,15 @@ def test_a_thread_a_later_message_merged_is_assessed_as_it_stood() -> None:
     later = RuleContext.create(CONFIG, T0 + 31 * H)
     assert as_of(merged, later) == [merged]  # nothing later: the thread as stored
     assert assess(merged, later).thread_ids == ("<q>",)
+
+
+def test_mail_a_colleague_sent_as_a_customer_does_not_decide_the_account() -> None:
+    # From an Acme address but written by Priya (internal Sender): ours, so the account is
+    # decided by the customer who answered it.
+    config = make_config(
+        '[[accounts]]\nname = "Acme"\ndomains = ["acme.com"]\nowner = "sam@example.com"\n'
+    )
+    ours = make_message("m0", T0, frm="bob@acme.com", sender=PRIYA, to=CUSTOMER)
+    answer = make_reply(ours, "m1", T0 + H, frm=CUSTOMER, to="bob@acme.com")
+    found = evaluate(config, view([ours, answer]), T0 + 6 * H)
+    assert {(v.rule, v.account) for v in found} == {("unacknowledged", "Client")}
