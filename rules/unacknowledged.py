@@ -213,11 +213,22 @@ def _next_deadline(found: list[Wait], ctx: RuleContext) -> datetime | None:
 
 
 def thresholds(wait: Wait, ctx: RuleContext) -> tuple[datetime, datetime]:
-    """(warning instant, deadline) of a wait: warn_at × SLA and the SLA, in business time."""
+    """(warning instant, deadline) of a wait: warn_at × SLA and the SLA, in business time.
+
+    Both are rounded up to the second: JSON shows times to the second, and a warning shown
+    as opened at 09:19:58 must hold at `--now 09:19:58` (a fraction such as warn_at = 0.333
+    would otherwise put it a fraction of a second later).
+    """
     start, limit = wait.start.time, sla(ctx)
     calendar = ctx.calendar
     warn_at = calendar.add(start, limit * warn_fraction(ctx))
-    return warn_at, calendar.add(start, limit)
+    return _whole_second(warn_at), _whole_second(calendar.add(start, limit))
+
+
+def _whole_second(moment: datetime) -> datetime:
+    if not moment.microsecond:
+        return moment
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)

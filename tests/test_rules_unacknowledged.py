@@ -189,3 +189,12 @@ def test_waited_is_none_for_other_rules() -> None:
         T0 + H,
     )
     assert found and all(waited(v, RuleContext.create(CONFIG, T0 + H)) is None for v in found)
+
+
+def test_thresholds_fall_on_whole_seconds_as_json_shows_them() -> None:
+    text = BASE.replace("warn_at = 0.75", "warn_at = 0.333").replace('sla = "4h"', 'sla = "1h"')
+    config = parse_config(text, "/etc/pocwatch/pocwatch.toml")  # warns at 19m58.8s
+    [warning] = [v for v in evaluate(config, view([c1]), T0 + H - M) if v.rule == RULE.name]
+    assert warning.opened_at.microsecond == 0
+    assert evaluate(config, view([c1]), warning.opened_at)  # holds at the instant shown
+    assert not evaluate(config, view([c1]), warning.opened_at - td(seconds=1))
