@@ -12,8 +12,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor.config import Config
-from monitor.display import human_duration
+from monitor.display import human_duration, local_time
 from monitor.errors import ConfigErrors, PocwatchError
 from monitor.evaluation import (
     evaluate_incremental,
@@ -24,7 +26,7 @@ from monitor.evaluation import (
 )
 from monitor.explain import explain
 from monitor.records import iso_utc
-from monitor.storage.db import open_database
+from monitor.storage.db import one_line, open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.violations import ViolationStore
 from monitor.sync import MailboxResult, sync_all
@@ -140,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PocwatchError as exc:
         print(f"pocwatch: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except SQLAlchemyError as exc:  # the database failed mid-command (opening it is checked)
+        print(f"pocwatch: database error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse checks
@@ -170,8 +175,8 @@ def run_sync(config: Config, mailboxes: list[str] | None, out: TextIO) -> int:
         evaluate_incremental(config, store, violations, now)
         summary = _summary_line(results, store) + f"; {violations.open_count()} violation(s) open"
     for result in results:
-        if result.error:
-            print(f"pocwatch: {result.error}", file=sys.stderr)
+        for problem in result.problems:
+            print(f"pocwatch: {problem}", file=sys.stderr)
         for folder in result.folders:
             if folder.gap:
                 print(
@@ -180,7 +185,7 @@ def run_sync(config: Config, mailboxes: list[str] | None, out: TextIO) -> int:
                     file=sys.stderr,
                 )
     print(summary, file=out)
-    return EXIT_FAILURE if any(r.error for r in results) else EXIT_OK
+    return EXIT_FAILURE if any(r.problems for r in results) else EXIT_OK
 
 
 def _summary_line(results: list[MailboxResult], store: MessageStore) -> str:
@@ -199,7 +204,9 @@ def _summary_line(results: list[MailboxResult], store: MessageStore) -> str:
         f"{total('gap')} gap(s)",
         f"{store.thread_count()} thread(s) stored",
     ]
-    failed = [r.mailbox for r in results if r.error]
+    failed = [r.mailbox for r in results if r.error] + [
+        f"{r.mailbox}/{f.folder}" for r in results if not r.error for f in r.folders if f.error
+    ]
     if failed:
         parts.append(f"failed: {', '.join(failed)}")
     return "; ".join(parts)
@@ -265,19 +272,38 @@ def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> 
     return EXIT_OK
 
 
+# The instants --now may name. Mail is younger than 1970; beyond 2200 business-time clocks
+# would walk tens of thousands of days per thread, and near year 9999 dates overflow.
+EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(2200, 1, 1, tzinfo=UTC) - timedelta(seconds=1)
+
+
 def parse_now(text: str | None) -> datetime:
     """--now: ISO 8601 with Z or an offset; without either it means UTC. Default: the clock."""
     if text is None:
         return datetime.now(UTC)
     try:
         value = datetime.fromisoformat(text.strip())
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise UsageError(
             f"--now: {text!r} is not an ISO 8601 time (such as 2026-11-20T14:05:00Z)"
         ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 in UTC
+        raise _now_out_of_range(text) from None
+    if not EARLIEST_NOW <= value <= LATEST_NOW:
+        raise _now_out_of_range(text)
+    return value
+
+
+def _now_out_of_range(text: str) -> UsageError:
+    return UsageError(
+        f"--now: {text!r} is out of range: give an instant from "
+        f"{iso_utc(EARLIEST_NOW)} to {iso_utc(LATEST_NOW)}"
+    )
 
 
 def parse_day(text: str, option: str) -> date:
@@ -424,7 +450,7 @@ def run_backtest(
 
 
 def _local_time(value: datetime | None, zone: ZoneInfo) -> str:
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else "-"
+    return local_time(value, zone).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def _thread_json(s: ThreadSummary) -> dict[str, Any]:

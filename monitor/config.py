@@ -64,32 +64,38 @@ def default_config_path() -> Path:
 # -- value checks (each raises ValueError with the problem as the user should read it) ---------
 
 
-def _describe(value: object) -> str:
-    """Name a TOML value's type for "expected X, got Y" messages."""
+def _describe(value: object, *, reveal: bool = True) -> str:
+    """Name a TOML value's type for "expected X, got Y" messages; the value too, unless it may
+    be a secret (`reveal` false): a password typed unquoted is still a password."""
+    kind, shown = _kind_and_text(value)
+    return f"{kind} ({shown})" if reveal and shown is not None else kind
+
+
+def _kind_and_text(value: object) -> tuple[str, str | None]:
     if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
+        return "a boolean", str(value).lower()
     if isinstance(value, int):
-        return f"an integer ({value})"
+        return "an integer", str(value)
     if isinstance(value, float):
-        return f"a number ({value})"
+        return "a number", str(value)
     if isinstance(value, str):
-        return f"a string ({value!r})"
+        return "a string", repr(value)
     if isinstance(value, datetime):
-        return f"a date-time ({value.isoformat()})"
+        return "a date-time", value.isoformat()
     if isinstance(value, date):
-        return f"a date ({value.isoformat()})"
+        return "a date", value.isoformat()
     if isinstance(value, time):
-        return f"a time ({value.isoformat()})"
+        return "a time", value.isoformat()
     if isinstance(value, list | tuple):
-        return "an array"
+        return "an array", None
     if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
+        return "a table", None
+    return type(value).__name__, None
 
 
-def _string(value: object, what: str) -> str:
+def _string(value: object, what: str, *, reveal: bool = True) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected {what}, got {_describe(value)}")
+        raise ValueError(f"expected {what}, got {_describe(value, reveal=reveal)}")
     return value
 
 
@@ -183,19 +189,24 @@ def _regex(value: object) -> re.Pattern[str]:
         raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
 
 
+# The secret keys' checks never quote the value: it may be the password, in the wrong key.
+
+
 def _env_name(value: object) -> str:
-    text = _string(value, "an environment variable name")
+    text = _string(value, "an environment variable name", reveal=False)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
-        raise ValueError(f"{text!r} is not an environment variable name")
+        raise ValueError(
+            "not an environment variable name (letters, digits and '_', not starting with a digit)"
+        )
     return text
 
 
 def _command(value: object) -> str:
-    text = _string(value, "a command line")
+    text = _string(value, "a command line", reveal=False)
     try:
         argv = shlex.split(text)
     except ValueError as exc:
-        raise ValueError(f"cannot split command {text!r}: {exc}") from None
+        raise ValueError(f"cannot split the command: {exc}") from None
     if not argv:
         raise ValueError("must not be empty")
     return text
@@ -788,12 +799,19 @@ class MonitorConfig(_Model):
         return host.strip("[]"), int(port)
 
 
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+_DATABASE_EXAMPLES = "sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
+
+
 def _database_url(url: str, config_dir: Path) -> str:
-    """Make a relative SQLite path relative to the config file, not to the working directory."""
+    """A URL pocwatch can open (its driver is installed), a relative SQLite path made relative
+    to the config file, not to the working directory. The URL is never quoted: it may hold a
+    password."""
     match = re.fullmatch(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", url, flags=re.DOTALL)
     if match is None:
-        raise ValueError(f"invalid database URL {url!r} (such as 'sqlite:///pocwatch.db')")
+        raise ValueError(f"invalid database URL (write {_DATABASE_EXAMPLES})")
     scheme, rest = match.groups()
+    _check_database_scheme(scheme)
     if scheme.split("+")[0].lower() != "sqlite" or not rest.startswith("/"):
         return url
     path, query = rest[1:], ""
@@ -803,6 +821,17 @@ def _database_url(url: str, config_dir: Path) -> str:
     if not path or path == ":memory:" or path.startswith(("/", "file:")):
         return url
     return f"{scheme}:///{(config_dir / path).as_posix()}{query}"
+
+
+def _check_database_scheme(scheme: str) -> None:
+    if scheme.lower() in DATABASE_SCHEMES:
+        return
+    hint = (
+        "; write postgresql+psycopg:// (psycopg 3)"
+        if scheme.split("+")[0].lower() in ("postgresql", "postgres")
+        else f" (write {_DATABASE_EXAMPLES})"
+    )
+    raise ValueError(f"unsupported database {scheme!r}{hint}")
 
 
 class Config(_Model):
@@ -995,16 +1024,22 @@ def _problem(model: type[Config], error: ErrorDetails) -> tuple[KeyPath, str]:
         return loc, f"unknown key {word!r}{_suggest(word, _allowed_keys(model, loc[:-1]))}"
     if kind == "value_error":
         return loc, str(ctx.get("error", error["msg"]))
+    reveal = not _is_secret(loc)
     if kind in _EXPECTED:
-        return loc, f"expected {_EXPECTED[kind]}, got {_describe(value)}"
+        return loc, f"expected {_EXPECTED[kind]}, got {_describe(value, reveal=reveal)}"
     if kind in _BOUNDS:
         bound, words = _BOUNDS[kind]
-        return loc, f"must be {words} {ctx[bound]}, got {value!r}"
+        return loc, f"must be {words} {ctx[bound]}" + (f", got {value!r}" if reveal else "")
     if kind == "literal_error":
-        return loc, f"must be one of {ctx['expected']}, got {value!r}"
+        return loc, f"must be one of {ctx['expected']}" + (f", got {value!r}" if reveal else "")
     if kind == "too_short":
         return loc, f"needs at least {ctx['min_length']} item(s)"
     return loc, error["msg"]
+
+
+def _is_secret(loc: KeyPath) -> bool:
+    """Whether the value at `loc` may be a secret, so no message may quote it."""
+    return bool(loc) and loc[-1] in SECRET_KEYS
 
 
 def _allowed_keys(model: type[Config], loc: Sequence[str | int]) -> list[str]:

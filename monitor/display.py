@@ -5,17 +5,28 @@ Not the config syntax: `monitor.durations` writes durations the way pocwatch.tom
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["format_time", "human_duration", "plural"]
+__all__ = ["format_time", "human_duration", "local_time", "plural"]
 
 
 def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
     """`Tue 2026-11-10 09:20 GMT`: a local time with its zone abbreviation."""
     if moment is None:
         return "-"
-    return moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+    return local_time(moment, zone).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def local_time(moment: datetime, zone: ZoneInfo) -> datetime:
+    """`moment` in `zone`, or in UTC where the local time would fall outside years 1-9999
+    (which datetime cannot hold): a time shown in UTC beats a traceback."""
+    for target in (zone, UTC):
+        try:
+            return moment.astimezone(target)
+        except OverflowError:
+            continue
+    return moment
 
 
 def human_duration(span: timedelta, *, days: bool = False) -> str:

@@ -44,6 +44,15 @@ class TransientMailboxError(MailboxError):
     """The server was unreachable or dropped us (retrying may help)."""
 
 
+class FolderError(MailboxError):
+    """The server refused to open a folder (no such folder, no right to read it): retrying
+    will not help, and the mailbox's other folders can still be read."""
+
+    def __init__(self, mailbox: str, folder: str, problem: str) -> None:
+        self.folder = folder
+        super().__init__(mailbox, f"cannot open folder {folder!r}: {problem}")
+
+
 class SecretError(PocwatchError):
     """A secret could not be obtained (missing variable, failing command)."""
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
 from imapclient.datetime_util import parse_to_datetime
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.response_parser import parse_fetch_response
 from imapclient.util import to_unicode
 
-from monitor.errors import AuthError, SecretError, TransientMailboxError
+from monitor.errors import AuthError, FolderError, SecretError, TransientMailboxError
 
 if TYPE_CHECKING:
     from monitor.config import MailboxConfig
@@ -126,6 +126,23 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+# NO codes that mean "not now" rather than "no" (RFC 5530).
+_TRANSIENT_CODES = re.compile(r"\[(UNAVAILABLE|INUSE|SERVERBUG)\b", re.IGNORECASE)
+_DOVECOT_TIMING = re.compile(r"\s*\(\d+\.\d+(?: \+ \d+\.\d+)* secs\)\.?$")
+
+
+def _is_refusal(exc: IMAPClientError) -> bool:
+    """Whether the server answered the command NO or BAD, for good: not a dropped
+    connection, not a temporary condition."""
+    return not isinstance(exc, IMAPClientAbortError) and not _TRANSIENT_CODES.search(str(exc))
+
+
+def _server_said(exc: IMAPClientError) -> str:
+    """The server's answer without imapclient's "select failed: " or Dovecot's timings."""
+    text = re.sub(r"^\w+ failed: ", "", _reason(exc))
+    return "the server says: " + _DOVECOT_TIMING.sub("", text)
+
+
 def _close(client: IMAPClient) -> None:
     try:
         client.logout()
@@ -163,7 +180,9 @@ class MailboxReader:
         """Open `folder` read-only (EXAMINE): nothing we do afterwards can change it."""
         try:
             info = self.client.select_folder(folder, readonly=True)
-        except IMAPClientError as exc:
+        except (OSError, IMAPClientError) as exc:  # a dropped connection, a timeout: retry
+            if isinstance(exc, IMAPClientError) and _is_refusal(exc):
+                raise FolderError(self.name, folder, _server_said(exc)) from exc
             raise TransientMailboxError(
                 self.name, f"cannot open folder {folder!r}: {_reason(exc)}"
             ) from exc
@@ -191,14 +210,14 @@ class MailboxReader:
     def _search(self, criteria: list[Any]) -> list[int]:
         try:
             return list(self.client.search(criteria))
-        except IMAPClientError as exc:
+        except (OSError, IMAPClientError) as exc:
             raise TransientMailboxError(self.name, f"search failed: {_reason(exc)}") from exc
 
     def fetch(self, uids: Sequence[int]) -> Iterator[RawMessage]:
         """Headers, a bounded snippet, INTERNALDATE, FLAGS and size for `uids` (BODY.PEEK)."""
         try:
             response = self._fetch(uids)
-        except IMAPClientError as exc:
+        except (OSError, IMAPClientError) as exc:
             raise TransientMailboxError(self.name, f"fetch failed: {_reason(exc)}") from exc
         for uid in sorted(response):
             data = response[uid]
@@ -247,7 +266,7 @@ class MailboxReader:
             return {}
         try:
             response = self.client.fetch(list(uids), ["UID", "FLAGS"])
-        except IMAPClientError as exc:
+        except (OSError, IMAPClientError) as exc:
             raise TransientMailboxError(self.name, f"fetch failed: {_reason(exc)}") from exc
         return {
             int(uid): tuple(_text(f) for f in data.get(b"FLAGS", ()))

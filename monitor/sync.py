@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from monitor.classify import InternalPolicy
 from monitor.config import Config, MailboxConfig
-from monitor.errors import AuthError, MailboxError, TransientMailboxError
+from monitor.errors import AuthError, FolderError, MailboxError, TransientMailboxError
 from monitor.imap import FolderStatus, MailboxReader, RawMessage, connect
 from monitor.parse_worker import BatchParser, ParseArgs
 from monitor.records import FetchedMessage, MessageRecord
@@ -37,6 +37,7 @@ class FolderResult:
     defects: int = 0
     flag_changes: int = 0
     gap: int = 0  # messages the server has in the window that the store lacked
+    error: str | None = None  # set when the server would not open the folder
 
 
 @dataclass
@@ -50,6 +51,13 @@ class MailboxResult:
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.folders)
+
+    @property
+    def problems(self) -> list[str]:
+        """What went wrong, one line each: the mailbox, or each folder it could not open."""
+        if self.error:
+            return [self.error]
+        return [f.error for f in self.folders if f.error]
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,8 @@ def sync_mailbox(
     """Sync one mailbox, reconnecting with backoff on transient errors.
 
     Each attempt resumes from what the store already holds, so a retry (or a pass killed and
-    run again) fetches only what is missing.
+    run again) fetches only what is missing. Failures are returned, not logged as errors: the
+    caller reports them (the CLI on stderr), once.
     """
     options = options or SyncOptions()
     result = MailboxResult(mailbox.name)
@@ -133,13 +142,12 @@ def sync_mailbox(
             break
         except TransientMailboxError as exc:
             result.error = str(exc)
-            log.warning("%s (attempt %d of %d)", exc, attempt, options.attempts)
+            log.info("%s (attempt %d of %d)", exc, attempt, options.attempts)
         except MailboxError as exc:  # pragma: no cover - every MailboxError is one of the above
             result.error = str(exc)
             break
         if attempt < options.attempts:
             time.sleep(options.backoff_s * 2 ** (attempt - 1))
-    log.error("%s", result.error)
     return result
 
 
@@ -155,7 +163,11 @@ def _sync_folder(
     options: SyncOptions,
 ) -> FolderResult:
     result = FolderResult(folder)
-    status = reader.examine(folder)
+    try:
+        status = reader.examine(folder)
+    except FolderError as exc:  # the other folders are still read; a retry would be refused too
+        result.error = str(exc)
+        return result
     state = store.folder_state(reader.name, folder)
     window_start = now - backfill
     if state.uidvalidity != status.uidvalidity:

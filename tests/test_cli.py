@@ -91,6 +91,59 @@ def test_config_defaults_to_pocwatch_config_then_cwd(tmp_path: Path) -> None:
     assert done.returncode == 2 and "pocwatch.toml:2: monitor.not_valid" in done.stderr
 
 
+# -- errors a user can make, without a server -----------------------------------------------------
+
+
+def offline_config(tmp_path: Path, database: str, *, timezone: str = "UTC") -> Path:
+    """A valid config whose one mailbox is never reached by the commands these tests run."""
+    path = tmp_path / "cur.toml"
+    path.write_text(
+        f'[monitor]\ndatabase = "{database}"\ninternal_domains = ["example.com"]\n'
+        f'timezone = "{timezone}"\n\n[[mailboxes]]\nname = "support"\nhost = "127.0.0.1"\n'
+        'port = 1\nsecurity = "none"\nusername = "u"\npassword = "p"\n'
+    )
+    return path
+
+
+def one_error_line(done: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    """The one line a failing command prints on stderr (no traceback, no log records)."""
+    assert done.returncode == exit_code, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    return done.stderr.rstrip("\n")
+
+
+def test_check_config_refuses_a_database_pocwatch_cannot_open(tmp_path: Path) -> None:
+    path = offline_config(tmp_path, "mysql://x/y")
+    line = one_error_line(pocwatch("check-config", config=path), 2)
+    assert line.startswith(f"{path}:2: monitor.database: unsupported database 'mysql'"), line
+
+
+def test_a_database_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    path = offline_config(tmp_path, "sqlite:////proc/nope/x.db")
+    line = one_error_line(pocwatch("threads", config=path), 1)
+    assert line.startswith(
+        "pocwatch: database sqlite:////proc/nope/x.db: cannot create the directory /proc/nope: "
+    ), line
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path) -> None:
+    port = _closed_port()
+    url = f"postgresql+psycopg://nobody:s3kr1t@127.0.0.1:{port}/x"
+    line = one_error_line(pocwatch("threads", config=offline_config(tmp_path, url)), 1)
+    masked = f"postgresql+psycopg://nobody:***@127.0.0.1:{port}/x"
+    assert line.startswith(f"pocwatch: database {masked}: connection failed"), line
+    assert "s3kr1t" not in line
+
+
+def test_now_outside_the_range_pocwatch_evaluates_is_refused(tmp_path: Path) -> None:
+    path = offline_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", timezone="Europe/London")
+    for now in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        line = one_error_line(pocwatch("explain", "some-thread", "--now", now, config=path), 2)
+        assert line.startswith(f"pocwatch: --now: {now!r} is out of range"), line
+    line = one_error_line(pocwatch("violations", "--now", "yesterday", config=path), 2)
+    assert "is not an ISO 8601 time" in line
+
+
 def test_sync_then_threads_json(imap_user: MailUser, tmp_path: Path, database_url: str) -> None:
     t = NOW - timedelta(days=1)
     imap_user.append("INBOX", customer_mail(1, t, frm="Bob <Bob@Acme.com>"), internal_date=t)
@@ -182,12 +235,28 @@ password = "y"
     path.write_text(text)
     done = pocwatch("sync", config=path)
     assert done.returncode == 1
-    errors = [line for line in done.stderr.splitlines() if line.startswith("pocwatch:")]
-    assert any(f"mailbox '{wrong.name}': login refused" in line for line in errors), done.stderr
-    assert any("mailbox 'down': cannot connect" in line for line in errors), done.stderr
-    assert "Traceback" not in done.stderr
+    errors = done.stderr.splitlines()  # one line each: no log records, no retry notices
+    assert len(errors) == 2, done.stderr
+    assert errors[0].startswith(f"pocwatch: mailbox '{wrong.name}': login refused"), errors
+    assert errors[1].startswith("pocwatch: mailbox 'down': cannot connect"), errors
     assert "not-the-password" not in done.stderr + done.stdout
     assert "synced 1/3 mailbox(es)" in done.stdout
+    assert count_messages(url) == (1, 1)
+    verbose = pocwatch("-v", "sync", "--mailbox", "down", config=path)
+    assert "mailbox 'down': cannot connect" in verbose.stderr
+    assert "(attempt 1 of 3)" in verbose.stderr  # retries show with -v
+
+
+def test_a_missing_folder_fails_the_sync_and_the_others_still_sync(
+    imap_user: MailUser, tmp_path: Path
+) -> None:
+    imap_user.append("INBOX", customer_mail(1, NOW - timedelta(hours=1)))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = write_config(tmp_path, url, [imap_user], folders=("INBOX", "Nope"))
+    done = pocwatch("sync", config=path)
+    line = one_error_line(done, 1)
+    assert line.startswith(f"pocwatch: mailbox '{imap_user.name}': cannot open folder 'Nope': ")
+    assert "1 new" in done.stdout and f"failed: {imap_user.name}/Nope" in done.stdout
     assert count_messages(url) == (1, 1)
 
 

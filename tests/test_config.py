@@ -249,6 +249,27 @@ def test_a_bad_database_url(tmp_path: Path) -> None:
     assert_problem(text, tmp_path, 2, "monitor.database", "invalid database URL")
 
 
+@pytest.mark.parametrize(
+    ("database", "pattern"),
+    [
+        (
+            "mysql://u:s3kr1t@db/p",
+            r"unsupported database 'mysql'.*sqlite:///.*postgresql\+psycopg://",
+        ),
+        ("postgresql://u:s3kr1t@db/p", r"'postgresql'.*write postgresql\+psycopg://"),
+        ("sqlite+aiosqlite:///p.db", r"unsupported database 'sqlite\+aiosqlite'"),
+        ("u:s3kr1t@db/p", "invalid database URL"),
+    ],
+)
+def test_a_database_pocwatch_cannot_use_is_refused(
+    tmp_path: Path, database: str, pattern: str
+) -> None:
+    """check-config catches what would otherwise fail at the first command (a missing driver)."""
+    text = BASE.replace("[monitor]\n", f'[monitor]\ndatabase = "{database}"\n')
+    assert_problem(text, tmp_path, 2, "monitor.database", pattern)
+    assert "s3kr1t" not in str(problems(text, tmp_path))
+
+
 # -- TOML itself ---------------------------------------------------------------------------------
 
 
@@ -479,6 +500,45 @@ def test_secrets_never_show(tmp_path: Path) -> None:
         assert "hunter2" not in text
     assert "hunter2" not in str(config.model_dump())
     assert config.mailboxes[0].secret() == "hunter2"
+
+
+def test_a_mistyped_secret_is_named_but_not_shown(tmp_path: Path) -> None:
+    text = BASE.replace('password = "hunter2"', "password = 987654321")
+    assert only_problem(text, tmp_path) == (
+        8,
+        "mailboxes[0].password",
+        "expected a string, got an integer",
+    )
+
+
+# Each a bad value whose secret part is "s3kr1t" or 987654321 (a password in the wrong key).
+BAD_SECRETS = [
+    ("password", "987654321"),
+    ("password", "9876.54321"),
+    ("password", "1987-06-05T04:03:21"),
+    ("password", '["s3kr1t"]'),
+    ("password_env", '"s3kr1t!"'),
+    ("password_env", "987654321"),
+    ("password_command", '"echo \'s3kr1t"'),
+    ("password_command", "987654321"),
+    ("oauth2_token_command", '"token \'s3kr1t"'),
+    ("oauth2_token_command", "{ token = 's3kr1t' }"),
+]
+
+
+@pytest.mark.parametrize("table", ["mailboxes", "smtp"])
+@pytest.mark.parametrize(("key", "value"), BAD_SECRETS)
+def test_config_errors_never_echo_a_secret(
+    tmp_path: Path, table: str, key: str, value: str
+) -> None:
+    if table == "mailboxes":
+        text, where = BASE.replace('password = "hunter2"', f"{key} = {value}"), "mailboxes[0]."
+    else:
+        text, where = SMTP + f'username = "u"\n{key} = {value}\n', "smtp."
+    found = problems(text, tmp_path)
+    assert [key_path for _, key_path, _ in found] == [where + key]
+    for secret in ("s3kr1t", "987654321", "9876.54321", "1987"):
+        assert secret not in str(found)
 
 
 def test_secret_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

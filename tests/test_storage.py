@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -12,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from monitor.records import FetchedMessage, MessageRecord
-from monitor.storage.db import alembic_config, migrate, open_database
+from monitor.storage.db import DatabaseError, alembic_config, migrate, open_database
 from monitor.storage.messages import MessageStore
 from monitor.storage.models import Base
 from monitor.storage.violations import ViolationStore
@@ -42,6 +44,35 @@ def put(
 
 def grouping(store: MessageStore) -> dict[str, tuple[str, ...]]:
     return {t.thread_id: t.message_ids for t in store.thread_rows()}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("url", "pattern"),
+    [
+        ("mysql://u:s3kr1t@db/p", r"^database mysql://u:\*\*\*@db/p: .*driver.*MySQLdb"),
+        ("nosuchdb://u:s3kr1t@db/p", r"^database nosuchdb://u:\*\*\*@db/p: unsupported"),
+        ("sqlite:////proc/nope/p.db", r"^database sqlite:////proc/nope/p.db: .*/proc/nope\b"),
+        (
+            "postgresql+psycopg://u:s3kr1t@127.0.0.1:{port}/p",
+            r"^database postgresql\+psycopg://u:\*\*\*@127.0.0.1:\d+/p: connection failed",
+        ),
+    ],
+)
+def test_a_database_that_cannot_be_opened_is_one_line_without_the_password(
+    url: str, pattern: str
+) -> None:
+    """No traceback, no SQLAlchemy hints and links: the CLI prints this as its one line."""
+    with pytest.raises(DatabaseError) as caught:
+        open_database(url.format(port=_closed_port()))
+    message = str(caught.value)
+    assert "\n" not in message and "s3kr1t" not in message
+    assert re.search(pattern, message), message
 
 
 def test_migrations_build_exactly_the_models(database_url: str) -> None:

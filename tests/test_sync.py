@@ -361,6 +361,28 @@ oauth2_token_command = "{script}"
     assert results[imap_user.name].total("new_messages") == 1
 
 
+def test_a_missing_folder_is_reported_at_once_and_the_others_still_sync(
+    imap_user: MailUser, tmp_path: Path
+) -> None:
+    imap_user.append("INBOX", customer_mail(1, NOW - timedelta(hours=1)))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    config = load_config(write_config(tmp_path, url, [imap_user], folders=("Nope", "INBOX")))
+    logins: list[str] = []
+
+    def counting_connect(mailbox: MailboxConfig) -> IMAPClient:
+        logins.append(mailbox.name)
+        return connect(mailbox)
+
+    [result] = sync_all(config, stored(config), now=NOW, connector=counting_connect)
+    assert logins == [imap_user.name]  # the server said no, not "later": no retry
+    assert result.error is None
+    [nope, inbox] = result.folders
+    assert (nope.folder, inbox.folder) == ("Nope", "INBOX")
+    assert inbox.error is None and inbox.new_messages == 1
+    assert result.problems == [nope.error]
+    assert (nope.error or "").startswith(f"mailbox '{imap_user.name}': cannot open folder 'Nope'")
+
+
 def test_an_idle_poll_costs_one_command_per_folder(imap_user: MailUser, tmp_path: Path) -> None:
     imap_user.append("INBOX", customer_mail(1, NOW - timedelta(hours=1)))
     imap_user.append("Sent", customer_mail(2, NOW - timedelta(hours=1)))

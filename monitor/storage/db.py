@@ -11,8 +11,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from monitor.errors import PocwatchError
 
@@ -54,19 +54,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def one_line(exc: BaseException) -> str:
+    """The driver's own words, first line only: SQLAlchemy adds the exception class, hints and
+    a link on further lines, and a user error must read as one line."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return lines[0] if lines else type(cause).__name__
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine with the options each backend needs (no schema changes)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseError(url, f"not a database URL ({exc})") from exc
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed, shown)
+        return _server_engine(parsed)
+    except NoSuchModuleError as exc:
+        raise DatabaseError(shown, f"unsupported database {parsed.drivername!r}") from exc
+    except ImportError as exc:
+        raise DatabaseError(shown, f"its driver is not installed ({exc})") from exc
+
+
+def _sqlite_engine(parsed: URL, shown: str) -> Engine:
+    database = parsed.database
+    if database and database != ":memory:":
+        directory = Path(database).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot create the directory {directory}: {exc.strerror or exc}"
+            raise DatabaseError(shown, problem) from exc
+    engine = create_engine(parsed, connect_args={"timeout": 30})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _server_engine(parsed: URL) -> Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_dialect().driver == "psycopg":
         # No server-side prepared statements: psycopg prepares a statement run 5 times, and
@@ -95,7 +122,7 @@ def migrate(engine: Engine) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
-        raise DatabaseError(engine.url.render_as_string(hide_password=True), str(exc)) from exc
+        raise DatabaseError(engine.url.render_as_string(hide_password=True), one_line(exc)) from exc
 
 
 def open_database(url: str) -> Engine:
