@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from monitor.records import FetchedMessage, MessageRecord
 from monitor.storage.db import DatabaseError, alembic_config, migrate, open_database
@@ -85,7 +85,6 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
                 "folders",
                 "messages",
                 "message_refs",
-                "participants",
                 "locations",
                 "threads",
                 "violations",
@@ -115,8 +114,9 @@ def test_upgrading_a_0001_database_to_head_keeps_its_data(database_url: str) -> 
             assert "violations" not in inspect(conn).get_table_names()
         migrate(engine)
         with engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0003"
+            assert MigrationContext.configure(conn).get_current_revision() == "0004"
             assert "violations" in inspect(conn).get_table_names()
+            assert "participants" not in inspect(conn).get_table_names()
         assert (
             store.message_count(),
             grouping(store),
@@ -125,6 +125,53 @@ def test_upgrading_a_0001_database_to_head_keeps_its_data(database_url: str) -> 
         assert before[0] == 3
         # The first evaluation after the upgrade sees every stored thread as changed.
         assert pending(store) == {"<root>", "<other>"}
+    finally:
+        engine.dispose()
+
+
+def test_downgrading_past_0004_rebuilds_participants_from_the_messages(
+    database_url: str,
+) -> None:
+    engine = open_database(database_url)
+    try:
+        store = MessageStore(engine)
+        root = make_message("root", T0, to=["support@example.com"], cc=["Bob@Client.example"])
+        put(
+            store,
+            root,
+            make_reply(root, "reply", T0 + timedelta(hours=1), sender="priya@example.com"),
+        )
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT m.message_id, p.role, p.address FROM participants p "
+                    "JOIN messages m ON m.id = p.message_pk"
+                )
+            ).all()
+        expected = {
+            (record.message_id, role, address)
+            for record in (
+                root,
+                make_reply(root, "reply", T0 + timedelta(hours=1), sender="priya@example.com"),
+            )
+            for role, addresses in (
+                ("from", [record.from_addr]),
+                ("sender", [record.sender_addr]),
+                ("to", record.to_addrs),
+                ("cc", record.cc_addrs),
+            )
+            for address in addresses
+            if address
+        }
+        assert set(rows) == expected and len(rows) == len(expected)
+        assert ("<root>", "cc", "bob@client.example") in expected  # lowercased when parsed
+        migrate(engine)
+        with engine.connect() as conn:
+            assert "participants" not in inspect(conn).get_table_names()
     finally:
         engine.dispose()
 

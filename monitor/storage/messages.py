@@ -44,7 +44,6 @@ from monitor.storage.models import (
     LocationRow,
     MessageRefRow,
     MessageRow,
-    ParticipantRow,
     ThreadChangeRow,
     ThreadRow,
 )
@@ -124,7 +123,6 @@ _MESSAGE_INSERT = BulkInsert(
     ),
 )
 _REF_INSERT = BulkInsert(MessageRefRow, ("message_pk", "ref_id"))
-_PARTICIPANT_INSERT = BulkInsert(ParticipantRow, ("message_pk", "address", "role"))
 _LOCATION_INSERT = BulkInsert(LocationRow, ("folder_pk", "uid", "message_pk", "flags", "answered"))
 _THREAD_INSERT = BulkInsert(
     ThreadRow, ("thread_id", "subject", "first_at", "last_at", "message_count")
@@ -891,8 +889,8 @@ def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
 
 
 def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> int:
-    """Insert the batch's new messages (with their thread when known), their references and
-    participants; record their row ids in batch.existing. Returns how many have defects."""
+    """Insert the batch's new messages (with their thread when known) and their references;
+    record their row ids in batch.existing. Returns how many have defects."""
     if not batch.pending:
         return 0
     _MESSAGE_INSERT.execute(
@@ -915,22 +913,13 @@ def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> i
             )
         )
     refs: list[tuple[int, str]] = []
-    people: list[tuple[int, str, str]] = []
     defects = 0
     for mid, record in batch.pending.items():
         pk = pk_of[mid]
         batch.existing[mid] = (pk, record.from_addr, record.subject, record.time)
         defects += bool(record.defects)
         refs.extend((pk, ref) for ref in dict.fromkeys((*record.references, *record.in_reply_to)))
-        for role, addrs in (
-            ("from", (record.from_addr,)),
-            ("sender", (record.sender_addr,)),
-            ("to", record.to_addrs),
-            ("cc", record.cc_addrs),
-        ):
-            people.extend((pk, addr[:320], role) for addr in dict.fromkeys(a for a in addrs if a))
     _REF_INSERT.execute(conn, refs)
-    _PARTICIPANT_INSERT.execute(conn, people)
     return defects
 
 

@@ -131,18 +131,6 @@ class MessageRefRow(Base):
     ref_id: Mapped[str] = mapped_column(String(1000), primary_key=True, index=True)
 
 
-class ParticipantRow(Base):
-    """An address on a message, by role (from, sender, to, cc)."""
-
-    __tablename__ = "participants"
-
-    message_pk: Mapped[int] = mapped_column(
-        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
-    )
-    address: Mapped[str] = mapped_column(String(320), primary_key=True, index=True)
-    role: Mapped[str] = mapped_column(String(10), primary_key=True)
-
-
 class LocationRow(Base):
     """Where a message sits on the server: folder + UID, with its flags."""
 
