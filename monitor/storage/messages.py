@@ -60,6 +60,10 @@ SAME_MESSAGE_SLACK = timedelta(
 SUBJECT_REACH = timedelta(days=31)  # subject fallback joins threads at most 30 days older
 MAX_ID_LENGTH = 900  # keeps Message-IDs indexable on every backend
 ANSWERED = "\\answered"
+# Ids looked up at once in the threading lookups: a whole batch's, so each lookup runs once
+# per batch (a planner that scans a small table does so once, not twice); one array parameter
+# on PostgreSQL, well under SQLite's 32766 variables.
+LOOKUP_CHUNK = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,10 @@ _MESSAGE_INSERT = BulkInsert(
         "defects",
         "thread_id",
     ),
+)
+_MESSAGE_INSERT_WITH_ID = BulkInsert(MessageRow, ("id", *_MESSAGE_INSERT.columns))
+_NEXT_MESSAGE_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :n)"
 )
 _REF_INSERT = BulkInsert(MessageRefRow, ("message_pk", "ref_id"))
 _LOCATION_INSERT = BulkInsert(LocationRow, ("folder_pk", "uid", "message_pk", "flags", "answered"))
@@ -593,7 +601,6 @@ def _linked_thread_ids(conn: Connection, fresh: list[_Member]) -> set[str]:
     X-GM-THRID with a fresh message."""
     ids = {m.record.message_id for m in fresh}
     refs = {ref for m in fresh for ref in (*m.record.references, *m.record.in_reply_to)}
-    links = ids | refs
     index_roots = {m.record.thread_index_root for m in fresh if m.record.thread_index_root}
     thrids = {m.record.gm_thrid for m in fresh if m.record.gm_thrid is not None}
     related: set[str] = set()
@@ -602,9 +609,22 @@ def _linked_thread_ids(conn: Connection, fresh: list[_Member]) -> set[str]:
         related.update(t for t in conn.scalars(stmt) if t)
 
     # A fresh message's own id names no threaded row (it is new, or stored unthreaded).
-    for chunk in chunks(sorted(refs - ids), 400):
-        collect(select(MessageRow.thread_id).where(_in(conn, MessageRow.message_id, chunk)))
-    for chunk in chunks(sorted(links), 400):
+    stored: set[str] = set()
+    for chunk in chunks(sorted(refs - ids), LOOKUP_CHUNK):
+        for message_id, thread_id in conn.execute(
+            select(MessageRow.message_id, MessageRow.thread_id).where(
+                _in(conn, MessageRow.message_id, chunk)
+            )
+        ):
+            stored.add(message_id)
+            if thread_id:
+                related.add(thread_id)
+    # Stored messages that name a fresh message, or share a reference with one. A stored
+    # message that names a stored one is in its thread, found above: only the references
+    # to messages not stored need this (slower) lookup. In a backfill in date order that is
+    # the batch's own ids and the few roots never stored.
+    links = ids | (refs - stored)
+    for chunk in chunks(sorted(links), LOOKUP_CHUNK):
         collect(
             select(MessageRow.thread_id)
             .join(MessageRefRow, MessageRefRow.message_pk == MessageRow.id)
@@ -893,25 +913,32 @@ def _insert_new(conn: Connection, batch: _Batch, thread_of: dict[str, str]) -> i
     record their row ids in batch.existing. Returns how many have defects."""
     if not batch.pending:
         return 0
-    _MESSAGE_INSERT.execute(
-        conn,
-        (
-            _row_values(record, batch.digests[mid], batch.bases[mid], thread_of.get(mid))
-            for mid, record in batch.pending.items()
-        ),
+    rows = (
+        _row_values(record, batch.digests[mid], batch.bases[mid], thread_of.get(mid))
+        for mid, record in batch.pending.items()
     )
-    # An executemany returns no ids; one indexed SELECT per 500 fetches them on every backend
-    # (PostgreSQL plans a multi-row VALUES .. RETURNING slowly).
     pk_of: dict[str, int] = {}
-    for chunk in chunks(list(batch.pending), 500):
-        pk_of.update(
-            (mid, pk)
-            for pk, mid in conn.execute(
-                select(MessageRow.id, MessageRow.message_id).where(
-                    _in(conn, MessageRow.message_id, chunk)
+    if conn.dialect.name == "postgresql":
+        # COPY returns no ids: take them from the table's sequence first, in one call, rather
+        # than read them back by Message-ID (a lookup the planner scans for while a backfill
+        # grows the table faster than its statistics follow).
+        pks = conn.scalars(_NEXT_MESSAGE_IDS, {"n": len(batch.pending)})
+        pk_of.update(zip(batch.pending, pks, strict=True))
+        _MESSAGE_INSERT_WITH_ID.execute(
+            conn, ((pk_of[mid], *row) for mid, row in zip(batch.pending, rows, strict=True))
+        )
+    else:
+        # An executemany returns no ids; one indexed SELECT per 500 reads them back.
+        _MESSAGE_INSERT.execute(conn, rows)
+        for chunk in chunks(list(batch.pending), 500):
+            pk_of.update(
+                (mid, pk)
+                for pk, mid in conn.execute(
+                    select(MessageRow.id, MessageRow.message_id).where(
+                        _in(conn, MessageRow.message_id, chunk)
+                    )
                 )
             )
-        )
     refs: list[tuple[int, str]] = []
     defects = 0
     for mid, record in batch.pending.items():
