@@ -297,3 +297,23 @@ def test_consuming_keeps_changes_logged_after_the_read(store: MessageStore) -> N
     put(store, make_message("b", T0 + timedelta(hours=1)))
     log.record([], thread_ids=[], at=T0, consume=read)
     assert pending(store) == {"<b>"}
+
+
+def test_postgresql_statistics_follow_a_growing_store(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL plans from statistics; SQLite needs none")
+    engine = open_database(database_url)
+    try:
+        store = MessageStore(engine)
+        last_analyze = text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = :t")
+        with engine.connect() as conn:
+            assert conn.scalar(last_analyze, {"t": "messages"}) is None
+        for batch in range(5):  # 2,500 messages: past the first refresh
+            put(store, *(make_message(f"m{batch}.{i}", T0) for i in range(500)))
+        with engine.connect() as conn:
+            for table in ("messages", "message_refs", "locations", "threads"):
+                assert conn.scalar(last_analyze, {"t": table}) is not None, table
+            # The ingest's cheaper index reads were its own: the session default is back.
+            assert conn.exec_driver_sql("SHOW random_page_cost").scalar() == "4"
+    finally:
+        engine.dispose()
