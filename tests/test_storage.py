@@ -19,6 +19,7 @@ from monitor.storage.messages import MessageStore
 from monitor.storage.models import Base
 from monitor.storage.violations import ViolationStore
 from tests.builders import T0, is_external, make_message, make_reply
+from tests.servers import PostgresServer
 
 
 @pytest.fixture
@@ -299,10 +300,8 @@ def test_consuming_keeps_changes_logged_after_the_read(store: MessageStore) -> N
     assert pending(store) == {"<b>"}
 
 
-def test_postgresql_statistics_follow_a_growing_store(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL plans from statistics; SQLite needs none")
-    engine = open_database(database_url)
+def test_postgresql_statistics_follow_a_growing_store(postgres: PostgresServer) -> None:
+    engine = open_database(postgres.create_database("statistics"))
     try:
         store = MessageStore(engine)
         last_analyze = text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = :t")
