@@ -33,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from monitor.classify import InternalPolicy
 from monitor.durations import parse_duration
@@ -639,10 +641,6 @@ class RulesConfig(_Model):
                 return value
         raise LookupError(f"no [rules] table is a {kind.__name__}")
 
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(cls.model_fields)
-
 
 class AccountConfig(_Model):
     """A customer account: how its mail is recognised, who owns it, its SLA.
@@ -799,19 +797,18 @@ class MonitorConfig(_Model):
         return host.strip("[]"), int(port)
 
 
-DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 _DATABASE_EXAMPLES = "sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
 
 
 def _database_url(url: str, config_dir: Path) -> str:
-    """A URL pocwatch can open (its driver is installed), a relative SQLite path made relative
-    to the config file, not to the working directory. The URL is never quoted: it may hold a
-    password."""
+    """Any SQLAlchemy URL whose driver is installed (product.md), a relative SQLite path made
+    relative to the config file, not to the working directory. The URL is never quoted: it
+    may hold a password."""
     match = re.fullmatch(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", url, flags=re.DOTALL)
     if match is None:
         raise ValueError(f"invalid database URL (write {_DATABASE_EXAMPLES})")
     scheme, rest = match.groups()
-    _check_database_scheme(scheme)
+    _check_database_driver(url, scheme)
     if scheme.split("+")[0].lower() != "sqlite" or not rest.startswith("/"):
         return url
     path, query = rest[1:], ""
@@ -823,15 +820,20 @@ def _database_url(url: str, config_dir: Path) -> str:
     return f"{scheme}:///{(config_dir / path).as_posix()}{query}"
 
 
-def _check_database_scheme(scheme: str) -> None:
-    if scheme.lower() in DATABASE_SCHEMES:
-        return
-    hint = (
-        "; write postgresql+psycopg:// (psycopg 3)"
-        if scheme.split("+")[0].lower() in ("postgresql", "postgres")
-        else f" (write {_DATABASE_EXAMPLES})"
-    )
-    raise ValueError(f"unsupported database {scheme!r}{hint}")
+def _check_database_driver(url: str, scheme: str) -> None:
+    """Refuse, at check-config, a URL whose database or driver SQLAlchemy cannot load: the
+    first command would otherwise fail on it. pocwatch is tested on SQLite and PostgreSQL."""
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except NoSuchModuleError:  # also an ArgumentError, so first
+        raise ValueError(f"unsupported database {scheme!r} (write {_DATABASE_EXAMPLES})") from None
+    except ArgumentError:
+        raise ValueError(f"invalid database URL (write {_DATABASE_EXAMPLES})") from None
+    except ImportError as exc:
+        raise ValueError(
+            f"the driver for {scheme!r} is not installed ({exc}); pocwatch installs the ones "
+            f"for {_DATABASE_EXAMPLES}"
+        ) from None
 
 
 class Config(_Model):
@@ -899,6 +901,9 @@ class Config(_Model):
 
 @functools.cache
 def _config_model(tables: tuple[tuple[str, type[RuleSettings]], ...]) -> type[Config]:
+    kinds = [kind for _name, kind in tables]
+    if len(set(kinds)) != len(kinds):  # RulesConfig.settings finds a table by its model
+        raise TypeError("each rule needs a RuleSettings subclass of its own")
     rules = create_model(  # type: ignore[call-overload]
         "RulesConfig",
         __base__=RulesConfig,

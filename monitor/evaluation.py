@@ -56,11 +56,14 @@ def evaluate_store(config: Config, store: MessageStore, now: datetime) -> Evalua
 
 
 def find_thread(store: MessageStore, thread_id: str) -> ThreadView:
-    """The thread named by `thread_id`: its id as given or in <>, or the thread holding a
-    message of that Message-ID; only that thread is read. Raises ThreadNotFound."""
+    """The thread named by `thread_id`: its id as given or in <>, the thread holding a
+    message of that Message-ID, or one whose messages name it (a conversation, as of an
+    earlier --now, rooted at a message never stored); only that thread is read. Raises
+    ThreadNotFound."""
     wanted = thread_id.strip()
     candidates = [wanted] if wanted.startswith("<") else [wanted, f"<{wanted}>"]
     holders = [store.thread_of(candidate) for candidate in candidates]
+    holders += [store.thread_naming(candidate) for candidate in candidates]
     for candidate in [*candidates, *(h for h in holders if h is not None)]:
         found = store.threads(thread_ids=[candidate])
         if found:
@@ -77,7 +80,7 @@ LOAD_CHUNK = 2000  # threads loaded at a time: memory stays flat, IN lists stay 
 
 @dataclass(frozen=True, slots=True)
 class IncrementalResult:
-    """What one pass into the violation store did: how many threads it evaluated (and
+    """What one pass into the violation store did: how many stored threads it evaluated (and
     whether that was every thread), and the transitions it recorded."""
 
     touched_threads: int
@@ -138,8 +141,10 @@ def _evaluate_into(
     found: list[Violation] = []
     checks: list[ThreadCheck] = []
     keep: set[tuple[str, str]] = set()
+    evaluated = 0
     for chunk in chunks(sorted(wanted), LOAD_CHUNK):
         for thread in store.threads(thread_ids=chunk):
+            evaluated += 1
             assessment = assess(thread, ctx)
             found.extend(assessment.violations)
             ids = {thread.thread_id, *assessment.thread_ids}
@@ -166,7 +171,7 @@ def _evaluate_into(
     )
     violations.set_shared_digest(SHARED, _shared_digest(ctx.config, ctx.out_of_office), ctx.now)
     violations.set_shared_digest(LAST_NOW, ctx.now.isoformat(), ctx.now)
-    return IncrementalResult(len(checks), transitions, full)
+    return IncrementalResult(evaluated, transitions, full)
 
 
 def evaluate_incremental(

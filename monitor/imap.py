@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
 from imapclient.datetime_util import parse_to_datetime
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.response_parser import parse_fetch_response
 from imapclient.util import to_unicode
 
@@ -133,8 +133,12 @@ _DOVECOT_TIMING = re.compile(r"\s*\(\d+\.\d+(?: \+ \d+\.\d+)* secs\)\.?$")
 
 def _is_refusal(exc: IMAPClientError) -> bool:
     """Whether the server answered the command NO or BAD, for good: not a dropped
-    connection, not a temporary condition."""
-    return not isinstance(exc, IMAPClientAbortError) and not _TRANSIENT_CODES.search(str(exc))
+    connection, a client in the wrong state, nor a temporary condition."""
+    return (
+        type(exc) is IMAPClientError  # imapclient's and imaplib's subclasses are other trouble
+        and str(exc).startswith("select failed:")
+        and not _TRANSIENT_CODES.search(str(exc))
+    )
 
 
 def _server_said(exc: IMAPClientError) -> str:

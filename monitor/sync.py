@@ -143,7 +143,7 @@ def sync_mailbox(
         except TransientMailboxError as exc:
             result.error = str(exc)
             log.info("%s (attempt %d of %d)", exc, attempt, options.attempts)
-        except MailboxError as exc:  # pragma: no cover - every MailboxError is one of the above
+        except MailboxError as exc:  # pragma: no cover - a folder's own error is caught inside
             result.error = str(exc)
             break
         if attempt < options.attempts:

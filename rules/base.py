@@ -39,7 +39,7 @@ class RuleContext:
     """Everything a rule may consult besides the thread. `now` is given, never read.
 
     Build one per evaluation pass with `RuleContext.create`; the engine narrows it to each
-    thread's account with `with_account` (account, calendar and SLA then agree).
+    thread's account with `with_account` (the calendar and SLA then follow `terms`).
     `out_of_office` maps an internal address to the times its out-of-office replies were
     seen, anywhere in the store.
     """
@@ -101,7 +101,9 @@ class RuleContext:
 
     @property
     def zone(self) -> ZoneInfo:
-        """The account's calendar zone (dates of absences and handoffs); monitor's without."""
+        """The account's calendar zone (dates of absences and handoffs); monitor's without.
+        Those dates belong to the account's people, so this follows the account even where
+        the SLA terms fall back to the defaults (`terms`)."""
         calendar = self.config.calendar_for(self.account)
         return calendar.tz if calendar is not None else self.config.monitor.tz
 
@@ -147,8 +149,9 @@ class Rule(Protocol):
     ) -> list[str]:
         """Why the rule fired on the thread or did not: lines of text, not indented.
 
-        `thread` and `ctx` are as `rules.engine.prepare` gave them (cut at `now`, narrowed to
-        the account), `violations` are this rule's on the thread. Messages are named `#N`
+        `thread` is one conversation as of `now` (`rules.engine.as_of`: cut at `now`), `ctx`
+        as `rules.engine.prepare` narrowed it to the account, `violations` are this rule's on
+        the thread. Messages are named `#N`
         (`numbered`), times shown in `ctx.config.monitor.tz` (`monitor.display`).
         """
         ...

@@ -113,8 +113,8 @@ def prepare(thread: ThreadView, ctx: RuleContext) -> tuple[ThreadView, RuleConte
 def assess_prepared(
     thread: ThreadView, ctx: RuleContext, rules: Sequence[Rule] | None = None
 ) -> Assessment:
-    """`assess` for a thread `prepare` has already cut and narrowed the context for, by the
-    registered rules or the `rules` given (explain shows the rules it is given)."""
+    """`assess` for one conversation as of `now` (`as_of`) whose context `prepare` narrowed,
+    by the registered rules or the `rules` given (explain shows the rules it is given)."""
     found: list[Violation] = []
     candidates: list[datetime] = []
     failed: set[str] = set()

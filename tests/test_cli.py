@@ -115,7 +115,7 @@ def one_error_line(done: subprocess.CompletedProcess[str], exit_code: int) -> st
 def test_check_config_refuses_a_database_pocwatch_cannot_open(tmp_path: Path) -> None:
     path = offline_config(tmp_path, "mysql://x/y")
     line = one_error_line(pocwatch("check-config", config=path), 2)
-    assert line.startswith(f"{path}:2: monitor.database: unsupported database 'mysql'"), line
+    assert line.startswith(f"{path}:2: monitor.database: the driver for 'mysql' is not"), line
 
 
 def test_a_database_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:

@@ -15,8 +15,11 @@ from monitor.evaluation import (
     evaluate_full,
     evaluate_incremental,
     evaluate_store,
+    find_thread,
+    store_context,
     stored_violations,
 )
+from monitor.explain import explain
 from monitor.records import Automatic, FetchedMessage, MessageRecord
 from monitor.storage.db import open_database
 from monitor.storage.messages import MessageStore
@@ -257,7 +260,7 @@ def test_a_past_now_sees_apart_the_threads_a_later_message_merged(
         ("<p>", "<p>", 0),
         ("<q>", "<q>", 0),
     ]
-    assert apart.touched_threads == 2  # the stored thread and the conversation <p>
+    assert apart.touched_threads == 1  # one stored thread, two conversations
     assert as_json(violations.all()) == full_answer(config, store, before)
     # Once the link is known, <p> is a chaser of <q>: its own wait is withdrawn.
     after = t + 31 * H
@@ -402,3 +405,24 @@ def test_only_config_the_rules_read_forces_a_full_pass(
         now = START + 3 * D + 2 * H
         assert evaluate_incremental(edited, store, violations, now).full
         assert as_json(violations.all()) == full_answer(edited, store, now)
+
+
+def test_a_conversation_rooted_at_a_message_never_stored_can_be_explained(
+    stores: tuple[MessageStore, ViolationStore],
+) -> None:
+    store, _violations = stores
+    config = make_config()
+    t = START + 9 * H
+    invoice = make_message("q", t, subject="Invoice", frm="alice@client.example")
+    payment = make_message(
+        "p", t + H, subject="Re: Payment", frm="alice@client.example", refs="old"
+    )
+    link = make_message("l", t + 30 * H, subject="Re: both", frm="alice@client.example", refs="q p")
+    Mailbox(store).put([invoice, payment, link])
+    before = t + 5 * H
+    found = evaluate_store(config, store, before).violations
+    assert sorted(v.thread_id for v in found) == ["<old>", "<q>"]  # <old> was never stored
+    thread = find_thread(store, "old")
+    assert explain(thread, store_context(config, store, before), focus="old").startswith(
+        "Thread <old>: Re: Payment\n"
+    )

@@ -195,6 +195,9 @@ def test_thresholds_fall_on_whole_seconds_as_json_shows_them() -> None:
     text = BASE.replace("warn_at = 0.75", "warn_at = 0.333").replace('sla = "4h"', 'sla = "1h"')
     config = parse_config(text, "/etc/pocwatch/pocwatch.toml")  # warns at 19m58.8s
     [warning] = [v for v in evaluate(config, view([c1]), T0 + H - M) if v.rule == RULE.name]
-    assert warning.opened_at.microsecond == 0
-    assert evaluate(config, view([c1]), warning.opened_at)  # holds at the instant shown
-    assert not evaluate(config, view([c1]), warning.opened_at - td(seconds=1))
+    assert warning.opened_at == T0 + 19 * M + td(seconds=59)  # 19m58.8s, rounded up
+    # It holds at the instant shown, and not a second before.
+    [shown] = [v for v in evaluate(config, view([c1]), warning.opened_at) if v.rule == RULE.name]
+    assert (shown.severity, shown.opened_at) == (Severity.WARNING, warning.opened_at)
+    earlier = evaluate(config, view([c1]), warning.opened_at - td(seconds=1))
+    assert [v for v in earlier if v.rule == RULE.name] == []

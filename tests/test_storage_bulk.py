@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from monitor.storage.bulk import BulkInsert, _string_list_json
 from monitor.storage.db import open_database
@@ -109,6 +110,14 @@ def test_a_bulk_insert_is_part_of_the_callers_transaction(engine: Engine) -> Non
         raise RuntimeError("rolled back")
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(FolderRow)) == 0
+
+
+def test_a_refused_bulk_insert_is_a_sqlalchemy_error_on_every_backend(engine: Engine) -> None:
+    # COPY goes past SQLAlchemy on PostgreSQL; its errors still arrive as SQLAlchemy's, which
+    # is what the CLI reports in one line.
+    folder = BulkInsert(FolderRow, ("mailbox", "name", "last_seen_uid"))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        folder.execute(conn, [("box", "INBOX", 0), ("box", "INBOX", 0)])  # the same folder
 
 
 def test_bulk_insert_of_no_rows_does_nothing(engine: Engine) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
 from monitor.storage.models import Base, UTCDateTime
@@ -56,12 +57,17 @@ class BulkInsert:
         driver_connection = conn.connection.driver_connection
         if driver_connection is None:
             raise RuntimeError("the connection has no driver connection")
-        with (
-            driver_connection.cursor() as cursor,
-            cursor.copy(self._sql(conn.dialect, "COPY")) as copy,
-        ):
-            for row in params:
-                copy.write_row(row)
+        sql = self._sql(conn.dialect, "COPY")
+        try:
+            with driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in params:
+                    copy.write_row(row)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # Past SQLAlchemy here: wrap the driver's error as SQLAlchemy would, so callers
+            # (the CLI's one-line report) meet one kind of database error.
+            raise DBAPIError.instance(
+                sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
 
     def _sql(self, dialect: Dialect, verb: str) -> str:
         quote = dialect.identifier_preparer.quote

@@ -98,7 +98,7 @@ def _server_engine(parsed: URL) -> Engine:
     if parsed.get_dialect().driver == "psycopg":
         # No server-side prepared statements: psycopg prepares a statement run 5 times, and
         # PostgreSQL may then keep a generic plan made while the tables were small (a backfill
-        # starts empty): by 20k messages the threading lookups (`IN` of 400 ids) still ran
+        # starts empty): by 20k messages the threading lookups (a batch's ids) still ran
         # early sequential scans, 4-8x slower than fresh plans. Bulk writes go by COPY.
         connect_args["prepare_threshold"] = None
     return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)

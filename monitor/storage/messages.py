@@ -392,7 +392,7 @@ class MessageStore:
         if self._rows_analyzed is None:
             with self.engine.connect() as conn:
                 counted = conn.scalar(
-                    text("SELECT reltuples FROM pg_class WHERE relname = 'messages'")
+                    text("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass")
                 )
             self._rows_analyzed = max(int(counted or 0), 0)  # -1: never analyzed
         self._rows_added += added
@@ -497,6 +497,17 @@ class MessageStore:
         with Session(self.engine) as session:
             return session.scalar(
                 select(MessageRow.thread_id).where(MessageRow.message_id == message_id)
+            )
+
+    def thread_naming(self, message_id: str) -> str | None:
+        """The thread of a stored message that names `message_id` in its references: how a
+        conversation rooted at a message never stored is found."""
+        with Session(self.engine) as session:
+            return session.scalar(
+                select(MessageRow.thread_id)
+                .join(MessageRefRow, MessageRefRow.message_pk == MessageRow.id)
+                .where(MessageRefRow.ref_id == message_id, MessageRow.thread_id.is_not(None))
+                .limit(1)
             )
 
     def thread_rows(self) -> list[Thread]:
@@ -946,7 +957,7 @@ def _dedupe(conn: Connection, fetched: Sequence[FetchedMessage]) -> _Batch:
 def _plan_for_key_lookups(conn: Connection) -> None:
     """On PostgreSQL, price index reads as the cached reads they are, for this transaction.
 
-    Every lookup of a batch is a few hundred keys against an index. With the default
+    Every lookup of a batch is a batch's worth of keys against an index. With the default
     random_page_cost (4, for spinning disks) the planner prefers to scan a table of up to
     some 100k rows whole, about ten times slower here, and more so as the store grows.
     1.1 is the usual value for SSD storage; it holds for this transaction only, and the

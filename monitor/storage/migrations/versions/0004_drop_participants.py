@@ -22,7 +22,11 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-ROLES = (("from", "from_addr"), ("sender", "sender_addr"), ("to", "to_addrs"), ("cc", "cc_addrs"))
+
+def _addresses(value: object) -> list[str]:
+    """A JSON column as read here: text on SQLite, already decoded by psycopg."""
+    decoded = json.loads(value) if isinstance(value, str | bytes) else value
+    return [a for a in decoded or () if isinstance(a, str)] if isinstance(decoded, list) else []
 
 
 def upgrade() -> None:
@@ -48,13 +52,19 @@ def downgrade() -> None:
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_participants_address"), ["address"], unique=False)
     conn = op.get_bind()
-    columns = ", ".join(column for _role, column in ROLES)
+    messages = conn.execute(
+        sa.text(
+            "SELECT id, from_addr, sender_addr, to_addrs, cc_addrs FROM messages"
+        ).execution_options(yield_per=2000)  # streamed: the store may be large
+    )
     rows: list[dict[str, Any]] = []
-    for pk, *values in conn.execute(sa.text(f"SELECT id, {columns} FROM messages")):
-        for (role, _column), value in zip(ROLES, values, strict=True):
-            addresses = json.loads(value) if isinstance(value, str) and value[:1] == "[" else value
-            if isinstance(addresses, str) or addresses is None:
-                addresses = [addresses] if addresses else []
+    for pk, from_addr, sender_addr, to_json, cc_json in messages:
+        for role, addresses in (
+            ("from", [from_addr]),
+            ("sender", [sender_addr]),
+            ("to", _addresses(to_json)),
+            ("cc", _addresses(cc_json)),
+        ):
             for address in dict.fromkeys(a for a in addresses if a):
                 rows.append({"message_pk": pk, "address": address[:320], "role": role})
         if len(rows) >= 5000:
