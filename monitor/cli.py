@@ -10,12 +10,11 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import Config
-from monitor.display import human_duration, local_time
+from monitor.display import format_short_time, human_duration
 from monitor.errors import ConfigErrors, PocwatchError
 from monitor.evaluation import (
     evaluate_incremental,
@@ -260,7 +259,7 @@ def list_threads(config: Config, account: str | None, fmt: str, out: TextIO) -> 
                     s.account or "-",
                     s.owner or "-",
                     str(len(s.message_ids)),
-                    _local_time(s.last_inbound_at, config.monitor.tz),
+                    format_short_time(s.last_inbound_at, config.monitor.tz),
                     "yes" if s.awaiting_reply else "no",
                 ]
                 for s in summaries
@@ -385,8 +384,8 @@ def _print_violations(found: list[Violation], ctx: RuleContext, out: TextIO) -> 
                 v.account or "-",
                 v.owner or "-",
                 v.subject,
-                _local_time(v.opened_at, zone),
-                _local_time(v.due_at, zone),
+                format_short_time(v.opened_at, zone),
+                format_short_time(v.due_at, zone),
                 spent,
             ]
         )
@@ -447,10 +446,6 @@ def run_backtest(
         out,
     )
     return EXIT_OK
-
-
-def _local_time(value: datetime | None, zone: ZoneInfo) -> str:
-    return local_time(value, zone).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def _thread_json(s: ThreadSummary) -> dict[str, Any]:

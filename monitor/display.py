@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["format_time", "human_duration", "local_time", "plural"]
+__all__ = ["format_short_time", "format_time", "human_duration", "local_time", "plural"]
 
 
 def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -27,6 +27,11 @@ def local_time(moment: datetime, zone: ZoneInfo) -> datetime:
         except OverflowError:
             continue
     return moment
+
+
+def format_short_time(moment: datetime | None, zone: ZoneInfo) -> str:
+    """`2026-11-10 09:20`: a local time for table columns (the zone is said once, below)."""
+    return local_time(moment, zone).strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
 def human_duration(span: timedelta, *, days: bool = False) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Protocol
 
@@ -55,16 +55,22 @@ def _levels(
     )
 
 
-def first_customer_message(
-    messages: Sequence[MessageRecord], policy: InternalPolicy
-) -> MessageRecord | None:
-    """The earliest inbound, non-automatic message: the one that decides the account.
-    Inbound as the rules see it: a colleague's mail sent as a customer address (an internal
-    Sender) is ours, not the customer's."""
-    return next(
-        (m for m in messages if m.automatic is None and direction(m, policy) is Direction.INBOUND),
-        None,
+def customer_messages(
+    messages: Iterable[MessageRecord], policy: InternalPolicy
+) -> Iterator[MessageRecord]:
+    """The inbound, non-automatic messages, in order: what somebody has to answer. Inbound as
+    the rules see it: a colleague's mail sent as a customer address (an internal Sender) is
+    ours, not the customer's."""
+    return (
+        m for m in messages if m.automatic is None and direction(m, policy) is Direction.INBOUND
     )
+
+
+def first_customer_message(
+    messages: Iterable[MessageRecord], policy: InternalPolicy
+) -> MessageRecord | None:
+    """The earliest customer message: the one that decides the account."""
+    return next(customer_messages(messages, policy), None)
 
 
 def match_account(

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from monitor.classify import direction
 from monitor.config import RuleSettings
-from monitor.records import Direction, MessageRecord
-from rules.accounts import first_customer_message
+from rules.accounts import customer_messages, first_customer_message
 from rules.base import Answer, RuleContext, Severity, Status, ThreadView, Violation
 
 __all__ = ["RULE", "Unowned", "UnownedSettings"]
@@ -34,7 +32,7 @@ class Unowned:
         account = ctx.account
         if account is not None and account.owner:
             return [f"account {account.name} is owned by {account.owner}"]
-        if not _customer_mail(thread, ctx):
+        if first_customer_message(thread.messages, ctx.policy) is None:
             return ["no customer mail (inbound, not automatic): nobody needs to own it"]
         admins = ctx.config.monitor.admins
         warned = f"; monitor.admins warned: {', '.join(admins)}" if admins else ""
@@ -47,7 +45,7 @@ class Unowned:
     def _violations(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
         if ctx.owner is not None:
             return []
-        inbound = _customer_mail(thread, ctx)
+        inbound = list(customer_messages(thread.messages, ctx.policy))
         if not inbound:
             return []
         return [
@@ -70,15 +68,6 @@ class Unowned:
                 about=thread.thread_id,
             )
         ]
-
-
-def _customer_mail(thread: ThreadView, ctx: RuleContext) -> list[MessageRecord]:
-    """The thread's inbound, human messages: what somebody has to answer."""
-    return [
-        m
-        for m in thread.messages
-        if m.automatic is None and direction(m, ctx.policy) is Direction.INBOUND
-    ]
 
 
 RULE = Unowned()

@@ -154,14 +154,20 @@ def test_warn_at_comes_from_the_config() -> None:
     now=st.integers(min_value=0, max_value=28 * 24 * 60),
     sla_hours=st.sampled_from(["1h", "4h", "9h30m", "40h"]),
     calendar=st.sampled_from([None, "default", "new_york", "sundays"]),
+    owned=st.booleans(),
 )
 def test_waited_from_the_deadline_equals_the_time_measured_from_the_message(
-    start: int, answer: int | None, now: int, sla_hours: str, calendar: str | None
+    start: int, answer: int | None, now: int, sla_hours: str, calendar: str | None, owned: bool
 ) -> None:
     # The violations table reads waited time from due_at alone; it must be what the clock
-    # measures from the customer's message, across nights, weekends, holidays and DST.
+    # measures from the customer's message, across nights, weekends, holidays and DST, for
+    # an owned account (its own terms) and one nobody owns (the defaults).
     account = f'sla = "{sla_hours}"\n' + (f'calendar = "{calendar}"\n' if calendar else "")
-    config = make_config(account=account)
+    text = BASE + account
+    if not owned:
+        text = text.replace('owner = "priya@example.com"\n', "")
+    config = parse_config(text, "/etc/pocwatch/pocwatch.toml")
+    assert (config.accounts[0].owner is not None) is owned
     asked = make_message("q", T0 + start * M)
     thread = [asked]
     if answer is not None:
