@@ -344,11 +344,8 @@ def list_violations(
             if from_store
             else None
         )
-        if stored is None:
-            evaluation = evaluate_store(config, store, now)
-            every, ctx = evaluation.violations, evaluation.ctx
-        else:
-            every, ctx = stored, RuleContext.create(config, now)
+        evaluation = stored or evaluate_store(config, store, now)
+        every, ctx = evaluation.violations, evaluation.ctx
     found = [
         v
         for v in every

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,10 +99,11 @@ _NOT_READ_BY_RULES: dict[str, Any] = {
 }
 
 
-def _shared_digest(config: Config, absences: Mapping[str, tuple[datetime, ...]]) -> str:
+def _shared_digest(ctx: RuleContext) -> str:
     """What every thread's answer depends on besides its own messages: the config the rules
     read and the out-of-office replies of our people seen anywhere up to `now`."""
-    read = config.model_dump(exclude=_NOT_READ_BY_RULES)
+    read = ctx.config.model_dump(exclude=_NOT_READ_BY_RULES)
+    absences = ctx.out_of_office
     seen = sorted((who, tuple(t.isoformat() for t in times)) for who, times in absences.items())
     return hashlib.sha256(f"{read!r}\n{seen!r}".encode()).hexdigest()
 
@@ -116,7 +116,7 @@ def _next_check(thread: ThreadView, deadline: datetime | None, now: datetime) ->
     return min(candidates, default=None)
 
 
-def _store_is_current(violations: ViolationStore, ctx: RuleContext) -> bool:
+def _store_is_current(violations: ViolationStore, ctx: RuleContext, digest: str) -> bool:
     """Whether the store's last pass ran under this config and these absences, and not later
     than `ctx.now` (time went back: trust nothing): only then do unchanged, undue threads keep
     their stored answer."""
@@ -124,15 +124,16 @@ def _store_is_current(violations: ViolationStore, ctx: RuleContext) -> bool:
     return (
         last_now is not None
         and datetime.fromisoformat(last_now) <= ctx.now
-        and violations.shared_digest(SHARED) == _shared_digest(ctx.config, ctx.out_of_office)
+        and violations.shared_digest(SHARED) == digest
     )
 
 
 def _evaluate_into(
-    store: MessageStore, violations: ViolationStore, ctx: RuleContext, *, full: bool
+    store: MessageStore, violations: ViolationStore, ctx: RuleContext, digest: str, *, full: bool
 ) -> IncrementalResult:
+    """Evaluate the changed and due threads (every thread with `full`) and record the answer
+    under `digest` (`_shared_digest(ctx)`, worked out once by the caller)."""
     pending = violations.pending_changes()
-    full = full or not _store_is_current(violations, ctx)
     wanted = set(pending.thread_ids)
     if full:
         wanted |= set(store.thread_ids()) | set(violations.checks())
@@ -169,7 +170,7 @@ def _evaluate_into(
         keep=keep,
         consume=pending,
     )
-    violations.set_shared_digest(SHARED, _shared_digest(ctx.config, ctx.out_of_office), ctx.now)
+    violations.set_shared_digest(SHARED, digest, ctx.now)
     violations.set_shared_digest(LAST_NOW, ctx.now.isoformat(), ctx.now)
     return IncrementalResult(evaluated, transitions, full)
 
@@ -184,12 +185,15 @@ def evaluate_incremental(
     out-of-office replies seen up to `now`), on the first pass, and when `now` is earlier
     than the last pass. The stored violations then equal a full evaluation as of `now`.
     """
-    return _evaluate_into(store, violations, store_context(config, store, now), full=False)
+    ctx = store_context(config, store, now)
+    digest = _shared_digest(ctx)
+    full = not _store_is_current(violations, ctx, digest)
+    return _evaluate_into(store, violations, ctx, digest, full=full)
 
 
 def stored_violations(
     config: Config, store: MessageStore, violations: ViolationStore, now: datetime
-) -> list[Violation] | None:
+) -> Evaluation | None:
     """Every violation as of `now` (open and resolved, in product order) from the violation
     store, brought up to `now` by an incremental pass: the changed and due threads only.
 
@@ -198,14 +202,16 @@ def stored_violations(
     recording it (a trial config must not rewrite the daemon's audit log).
     """
     ctx = store_context(config, store, now)
-    if not _store_is_current(violations, ctx):
+    digest = _shared_digest(ctx)
+    if not _store_is_current(violations, ctx, digest):
         return None
-    _evaluate_into(store, violations, ctx, full=False)
-    return violations.all()  # in product order
+    _evaluate_into(store, violations, ctx, digest, full=False)
+    return Evaluation(ctx, violations.all())  # in product order
 
 
 def evaluate_full(
     config: Config, store: MessageStore, violations: ViolationStore, now: datetime
 ) -> IncrementalResult:
     """Evaluate every stored thread as of `now` and record their violations."""
-    return _evaluate_into(store, violations, store_context(config, store, now), full=True)
+    ctx = store_context(config, store, now)
+    return _evaluate_into(store, violations, ctx, _shared_digest(ctx), full=True)

@@ -855,7 +855,8 @@ _SUBJECT_SIGNAL = re.compile(
     rf"(?P<ooo>(?:{_OOO_PHRASES}){_TAIL}|{_OOO_CJK})"
     rf"|(?P<auto>(?:{_AUTO_REPLY_PHRASES}){_TAIL})"
     rf"|(?P<bounce>{_BOUNCE_PHRASES})"
-    rf"|(?P<word>(?:{_OOO_WORDS})(?:(?P<dated>{_OOO_WORDS_DATED})|{_TAIL}|\b))",
+    rf"|(?P<word>(?:{_OOO_WORDS})(?:(?P<dated>{_OOO_WORDS_DATED})|{_TAIL}|\b))"
+    r"|(?P<vacation>auto\s*:)",  # RFC 5230's default vacation subject, "Auto: <subject>"
 )  # matched against the lowercased subject: faster than re.IGNORECASE
 _BOUNCE_LOCALPARTS = frozenset(
     {"mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "post_master"}
@@ -864,12 +865,12 @@ _BOUNCE_DISPLAY = re.compile(r'\s*"?\s*(?:mailer[- _]?daemon|postmaster)\b', re.
 _SUPPRESS_TOKENS = frozenset({"all", "oof", "autoreply"})
 _AUTO_SUBMITTED_BOUNCE = re.compile(r"failure|delay|warning|postmaster|delivery", re.IGNORECASE)
 _REPORT_TYPES = frozenset({"multipart/report", "message/delivery-status"})
-_VACATION_SUBJECT = re.compile(r"\s*auto\s*:", re.IGNORECASE)
 
 
 def _subject_signal(subject: str) -> str | None:
-    """ "ooo", "auto", "bounce", "word" (an absence word, weak alone) or "dated" (an absence word
-    with a date-like continuation), from how the subject opens ([tags] skipped)."""
+    """ "ooo", "auto", "bounce", "vacation" ("Auto:", weak alone), "word" (an absence word,
+    weak alone) or "dated" (an absence word with a date-like continuation), from how the
+    subject opens ([tags] skipped)."""
     if subject[:1] == "[" or subject[:1].isspace():
         subject = _SUBJECT_TAGS.sub("", subject, count=1)
     match = _SUBJECT_SIGNAL.match(subject.lower())
@@ -966,8 +967,8 @@ def detect_automatic(
         ooo = True
     elif signal == "word" and (strong_auto or weak_auto):
         ooo = True  # "Away" from a robot is a vacation notice
-    elif strong_auto and _VACATION_SUBJECT.match(subject):
-        ooo = True  # RFC 5230 vacation: "Auto: <the subject it answers>"
+    elif signal == "vacation" and strong_auto:
+        ooo = True  # a Sieve vacation reply; from a human, "Auto:" is just a subject
     elif signal == "auto":
         strong_auto = True
     elif signal == "bounce":

@@ -107,8 +107,10 @@ class Unacknowledged:
     Settings: ClassVar[type[UnacknowledgedSettings]] = UnacknowledgedSettings
 
     def assess(self, thread: ThreadView, ctx: RuleContext) -> Answer:
-        found = waits(thread, ctx)
-        return Answer(self._violations(thread, ctx, found), _next_deadline(found, ctx))
+        # Thresholds once per wait, for the violations and the next deadline alike. A wait
+        # whose first message is \Answered (a reply we cannot see) never breaches, at any now.
+        timed = [(w, *thresholds(w, ctx)) for w in waits(thread, ctx) if w.flagged is not w.start]
+        return Answer(self._violations(thread, ctx, timed), _next_deadline(timed, ctx))
 
     def explain(
         self, thread: ThreadView, ctx: RuleContext, violations: Sequence[Violation]
@@ -156,13 +158,10 @@ class Unacknowledged:
         return lines
 
     def _violations(
-        self, thread: ThreadView, ctx: RuleContext, found_waits: list[Wait]
+        self, thread: ThreadView, ctx: RuleContext, timed: list[tuple[Wait, datetime, datetime]]
     ) -> list[Violation]:
         found: list[Violation] = []
-        for wait in found_waits:
-            if wait.flagged is wait.start:
-                continue  # answered from a client we cannot see: never breaches, at any now
-            warn_at, due_at = thresholds(wait, ctx)
+        for wait, warn_at, due_at in timed:
             # The wait runs up to, not including, the acknowledging instant: an answer at the
             # deadline is in time, an answer at the warning threshold raised nothing.
             end = wait.ended_at
@@ -203,11 +202,13 @@ class Unacknowledged:
         return found
 
 
-def _next_deadline(found: list[Wait], ctx: RuleContext) -> datetime | None:
+def _next_deadline(
+    timed: list[tuple[Wait, datetime, datetime]], ctx: RuleContext
+) -> datetime | None:
     """When the last wait next changes by itself: its warning, deadline or escalation."""
-    if not found or found[-1].ended_at is not None:
-        return None  # a wait that ended never changes again
-    warn_at, due_at = thresholds(found[-1], ctx)
+    if not timed or timed[-1][0].ended_at is not None:
+        return None  # a wait that ended never changes again (only the last may be open)
+    _wait, warn_at, due_at = timed[-1]
     later = [t for t in (warn_at, due_at, escalation_time(ctx, warn_at, due_at)) if t]
     return min((t for t in later if t > ctx.now), default=None)
 
@@ -260,7 +261,8 @@ def waited(violation: Violation, ctx: RuleContext) -> tuple[timedelta, timedelta
     """
     if violation.rule != Unacknowledged.name or violation.due_at is None:
         return None
-    account = next((a for a in ctx.config.accounts if a.name == violation.account), None)
+    # Found under this config (the store answers only when its config is this one).
+    account = ctx.config.account(violation.account) if violation.account else None
     ctx = ctx.with_account(account)
     calendar, due_at = ctx.calendar, violation.due_at
     end = violation.resolved_at or ctx.now

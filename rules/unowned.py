@@ -32,15 +32,14 @@ class Unowned:
         account = ctx.account
         if account is not None and account.owner:
             return [f"account {account.name} is owned by {account.owner}"]
-        if first_customer_message(thread.messages, ctx.policy) is None:
+        first = first_customer_message(thread.messages, ctx.policy)
+        if first is None:
             return ["no customer mail (inbound, not automatic): nobody needs to own it"]
         admins = ctx.config.monitor.admins
         warned = f"; monitor.admins warned: {', '.join(admins)}" if admins else ""
         if account is not None:
             return [f"account {account.name} has no owner{warned}"]
-        first = first_customer_message(thread.messages, ctx.policy)
-        customer = first.from_addr if first else "unknown"
-        return [f"no account matches the customer ({customer}){warned}"]
+        return [f"no account matches the customer ({first.from_addr or 'unknown'}){warned}"]
 
     def _violations(self, thread: ThreadView, ctx: RuleContext) -> list[Violation]:
         if ctx.owner is not None:

@@ -368,7 +368,7 @@ def test_stored_violations_answer_as_a_full_evaluation_would(
     for now in (START + 6 * D + 5 * H, START + 7 * D, START + 9 * D):
         found = stored_violations(config, store, violations, now)
         assert found is not None
-        assert found == evaluate_store(config, store, now).violations  # same order too
+        assert found.violations == evaluate_store(config, store, now).violations  # same order
     # Another config, or an instant before the last pass: the store cannot answer.
     trial = make_config('[rules.conflicting_replies]\nwindow = "1h"')
     assert stored_violations(trial, store, violations, START + 10 * D) is None

@@ -216,6 +216,8 @@ def test_sieve_vacation_replies_are_out_of_office() -> None:
     )
     assert kind("Auto-Submitted: auto-replied", subject="Ticket received") == (Automatic.AUTO_REPLY)
     assert kind(subject="Auto: Question") is None  # a human may write that
+    tagged = kind("Auto-Submitted: auto-replied", subject="[Support] Auto: Question")
+    assert tagged == Automatic.OUT_OF_OFFICE  # [tags] skipped, as for every subject signal
     assert kind(subject="Automobile insurance") is None
 
 
