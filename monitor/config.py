@@ -33,13 +33,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from monitor.classify import InternalPolicy
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.secrets import resolve_secret
+from monitor.storage.urls import url_problem
 from monitor.toml_lines import (
     KeyPath,
     format_key_path,
@@ -808,7 +807,7 @@ def _database_url(url: str, config_dir: Path) -> str:
     if match is None:
         raise ValueError(f"invalid database URL (write {_DATABASE_EXAMPLES})")
     scheme, rest = match.groups()
-    _check_database_driver(url, scheme)
+    _check_database_driver(url)
     if scheme.split("+")[0].lower() != "sqlite" or not rest.startswith("/"):
         return url
     path, query = rest[1:], ""
@@ -820,20 +819,12 @@ def _database_url(url: str, config_dir: Path) -> str:
     return f"{scheme}:///{(config_dir / path).as_posix()}{query}"
 
 
-def _check_database_driver(url: str, scheme: str) -> None:
+def _check_database_driver(url: str) -> None:
     """Refuse, at check-config, a URL whose database or driver SQLAlchemy cannot load: the
     first command would otherwise fail on it. pocwatch is tested on SQLite and PostgreSQL."""
-    try:
-        make_url(url).get_dialect().import_dbapi()
-    except NoSuchModuleError:  # also an ArgumentError, so first
-        raise ValueError(f"unsupported database {scheme!r} (write {_DATABASE_EXAMPLES})") from None
-    except ArgumentError:
-        raise ValueError(f"invalid database URL (write {_DATABASE_EXAMPLES})") from None
-    except ImportError as exc:
-        raise ValueError(
-            f"the driver for {scheme!r} is not installed ({exc}); pocwatch installs the ones "
-            f"for {_DATABASE_EXAMPLES}"
-        ) from None
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(f"{problem} (pocwatch installs the drivers of {_DATABASE_EXAMPLES})")
 
 
 class Config(_Model):

@@ -12,9 +12,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from monitor.errors import PocwatchError
+from monitor.storage.urls import url_problem
 
 T = TypeVar("T")
 
@@ -69,14 +70,12 @@ def create_db_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise DatabaseError(url, f"not a database URL ({exc})") from exc
     shown = parsed.render_as_string(hide_password=True)
-    try:
-        if parsed.get_backend_name() == "sqlite":
-            return _sqlite_engine(parsed, shown)
-        return _server_engine(parsed)
-    except NoSuchModuleError as exc:
-        raise DatabaseError(shown, f"unsupported database {parsed.drivername!r}") from exc
-    except ImportError as exc:
-        raise DatabaseError(shown, f"its driver is not installed ({exc})") from exc
+    problem = url_problem(url)
+    if problem is not None:
+        raise DatabaseError(shown, problem)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, shown)
+    return _server_engine(parsed)
 
 
 def _sqlite_engine(parsed: URL, shown: str) -> Engine:
