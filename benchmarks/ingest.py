@@ -259,15 +259,19 @@ class _ChildMemory(threading.Thread):
         self.start()
 
     def run(self) -> None:
-        me = str(os.getpid())
         while not self._stop_event.wait(0.5):  # VmHWM only grows: a sample late is fine
-            for stat in Path("/proc").glob("[0-9]*/stat"):
+            # Only this process's own children, listed by each of its threads: scanning every
+            # process on the machine would take the GIL from the sync being timed.
+            for listing in Path("/proc/self/task").glob("*/children"):
                 try:
-                    if stat.read_text().rsplit(")", 1)[1].split()[1] == me:
-                        hwm = _proc_status_mb("VmHWM", stat.parent.name)
-                        self.peak_mb = max(self.peak_mb, hwm)
-                except (OSError, IndexError, RuntimeError):
-                    continue  # gone meanwhile
+                    children = listing.read_text().split()
+                except OSError:
+                    continue  # the thread ended meanwhile
+                for pid in children:
+                    try:
+                        self.peak_mb = max(self.peak_mb, _proc_status_mb("VmHWM", pid))
+                    except (OSError, RuntimeError):
+                        continue  # gone meanwhile
 
     def stop(self) -> float:
         self._stop_event.set()

@@ -634,11 +634,17 @@ class RulesConfig(_Model):
 
     def settings(self, kind: type[SettingsT]) -> SettingsT:
         """The table whose model is `kind`: a rule reads its own settings, typed."""
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if type(value) is kind:
-                return value
-        raise LookupError(f"no [rules] table is a {kind.__name__}")
+        table = self.by_model.get(kind)
+        if table is None:
+            raise LookupError(f"no [rules] table is a {kind.__name__}")
+        assert isinstance(table, kind)
+        return table
+
+    @functools.cached_property
+    def by_model(self) -> dict[type[RuleSettings], RuleSettings]:
+        """Each table by its model (one per rule: config_model sees to it), found once: rules
+        read their settings on every thread."""
+        return {type(value): value for value in (getattr(self, n) for n in type(self).model_fields)}
 
 
 class AccountConfig(_Model):

@@ -60,13 +60,14 @@ def find_thread(store: MessageStore, thread_id: str) -> ThreadView:
     earlier --now, rooted at a message never stored); only that thread is read. Raises
     ThreadNotFound."""
     wanted = thread_id.strip()
-    candidates = [wanted] if wanted.startswith("<") else [wanted, f"<{wanted}>"]
-    holders = [store.thread_of(candidate) for candidate in candidates]
-    holders += [store.thread_naming(candidate) for candidate in candidates]
-    for candidate in [*candidates, *(h for h in holders if h is not None)]:
-        found = store.threads(thread_ids=[candidate])
-        if found:
-            return found[0]
+    names = [wanted] if wanted.startswith("<") else [wanted, f"<{wanted}>"]
+    # Tried in this order, each only when the one before found nothing.
+    for lookup in (lambda n: n, store.thread_of, store.thread_naming):
+        for name in names:
+            candidate = lookup(name)
+            found = store.threads(thread_ids=[candidate]) if candidate else []
+            if found:
+                return found[0]
     raise ThreadNotFound(thread_id)
 
 

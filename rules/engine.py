@@ -22,7 +22,6 @@ __all__ = [
     "assess_prepared",
     "evaluate_thread",
     "evaluate_threads",
-    "next_deadline",
     "sort_key",
 ]
 
@@ -161,11 +160,6 @@ def evaluate_thread(thread: ThreadView, ctx: RuleContext) -> list[Violation]:
     """Every violation of one thread as of `ctx.now`, open and resolved, in product order
     (see `assess`)."""
     return assess(thread, ctx).violations
-
-
-def next_deadline(thread: ThreadView, ctx: RuleContext) -> datetime | None:
-    """When the thread's violations may next change with no new mail (see `assess`)."""
-    return assess(thread, ctx).next_deadline
 
 
 def evaluate_threads(threads: Iterable[ThreadView], ctx: RuleContext) -> list[Violation]:

@@ -28,7 +28,7 @@ from rules.base import (
     Violation,
     fingerprint,
 )
-from rules.engine import as_of, assess, evaluate_thread, evaluate_threads, next_deadline
+from rules.engine import as_of, assess, evaluate_thread, evaluate_threads
 from rules.registry import discover, get_rule, registered_rules, rule_names, rule_tables
 from tests.builders import T0, make_message, make_reply
 from tests.rule_scenarios import (
@@ -410,7 +410,7 @@ def _deadline(
     messages: list[MessageRecord], now: datetime, config_extra: str = ""
 ) -> datetime | None:
     config = make_config(config_extra) if config_extra else CONFIG
-    return next_deadline(view(messages), RuleContext.create(config, now))
+    return assess(view(messages), RuleContext.create(config, now)).next_deadline
 
 
 def test_a_waiting_customer_wakes_the_thread_at_warning_then_deadline() -> None:

@@ -361,7 +361,7 @@ class MessageStore:
                     conn,
                     (
                         tid
-                        for f, mid in zip(fetched, batch.target_of, strict=True)
+                        for f in fetched
                         if f.uid not in known
                         and (tid := batch.stored_thread.get(pk_by_uid[f.uid])) is not None
                     ),
