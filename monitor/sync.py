@@ -298,8 +298,12 @@ def _prefetched(
                     raws = list(reader.fetch(uids[start : start + batch_size]))
                     if in_flight is not None:
                         slots.put(_fetched(reader.name, folder, in_flight, parser.collect()))
+                        in_flight = None
                     parser.submit([_parse_args(raw) for raw in raws])
-                    in_flight = raws
+                    if parser.child_pid is None:  # parsed here: nothing to overlap, hand it on
+                        slots.put(_fetched(reader.name, folder, raws, parser.collect()))
+                    else:
+                        in_flight = raws
                 if in_flight is not None:
                     slots.put(_fetched(reader.name, folder, in_flight, parser.collect()))
             slots.put(None)
